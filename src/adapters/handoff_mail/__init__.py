@@ -1,0 +1,1 @@
+"""Mail senders: SMTP over aiosmtplib, and a Maildir (the embedded default)."""

@@ -1,0 +1,113 @@
+"""Fakes for the outside world that keep real state: a clock, a mailbox, a push hub, presence."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime, timedelta
+
+from handoff_core.notice import Notice
+from handoff_core.ports import PushEvent, SendOutcome
+
+
+class ManualClock:
+    """Time stands still until a test moves it."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, seconds: float) -> datetime:
+        self._now += timedelta(seconds=seconds)
+        return self._now
+
+
+class RecordingMailSender:
+    """Keeps every message it accepts, by address.
+
+    `refuse` addresses are refused for good (like an SMTP 5xx), `defer` addresses fail for now
+    (like a 4xx), and `fail_with` makes every send raise, as a broken SMTP setup would.
+    """
+
+    def __init__(self) -> None:
+        self.sent: dict[str, list[Notice]] = defaultdict(list)
+        self.refuse: set[str] = set()
+        self.defer: set[str] = set()
+        self.fail_with: Exception | None = None
+        self.attempts = 0
+
+    @property
+    def messages(self) -> list[Notice]:
+        return [n for notices in self.sent.values() for n in notices]
+
+    async def send(self, notices: Sequence[Notice]) -> list[SendOutcome]:
+        self.attempts += len(notices)
+        if self.fail_with is not None:
+            raise self.fail_with
+        outcomes = []
+        for n in notices:
+            if n.to_address in self.refuse:
+                outcomes.append(
+                    SendOutcome(
+                        n.delivery_id, ok=False, permanent=True, error="550 mailbox unavailable"
+                    )
+                )
+            elif n.to_address in self.defer:
+                outcomes.append(SendOutcome(n.delivery_id, ok=False, error="451 try again later"))
+            else:
+                self.sent[n.to_address].append(n)
+                outcomes.append(SendOutcome(n.delivery_id, ok=True))
+        return outcomes
+
+
+class MemoryPresence:
+    """Who has a live stream open, counted per stream."""
+
+    def __init__(self) -> None:
+        self._streams: dict[tuple[str, str], int] = defaultdict(int)
+
+    def enter(self, account_id: str, member_id: str) -> None:
+        self._streams[(account_id, member_id)] += 1
+
+    def leave(self, account_id: str, member_id: str) -> None:
+        key = (account_id, member_id)
+        self._streams[key] -= 1
+        if self._streams[key] <= 0:
+            del self._streams[key]
+
+    async def online(self, account_id: str, member_ids: Collection[str]) -> frozenset[str]:
+        return frozenset(m for m in member_ids if (account_id, m) in self._streams)
+
+
+class RecordingPushHub:
+    """Keeps every event published, and hands them to in-process subscribers of the account."""
+
+    def __init__(self) -> None:
+        self.published: list[PushEvent] = []
+        self._queues: dict[str, list[tuple[str, asyncio.Queue[PushEvent]]]] = defaultdict(list)
+
+    async def publish(self, event: PushEvent) -> None:
+        self.published.append(event)
+        for member_id, queue in self._queues.get(event.account_id, []):
+            if event.audience is None or member_id in event.audience:
+                queue.put_nowait(event)
+
+    def subscribe(self, account_id: str, member_id: str) -> asyncio.Queue[PushEvent]:
+        queue: asyncio.Queue[PushEvent] = asyncio.Queue()
+        self._queues[account_id].append((member_id, queue))
+        return queue
+
+    def unsubscribe(self, account_id: str, queue: asyncio.Queue[PushEvent]) -> None:
+        self._queues[account_id] = [
+            (m, q) for m, q in self._queues.get(account_id, []) if q is not queue
+        ]
+
+    def received_by(self, account_id: str, member_id: str) -> list[PushEvent]:
+        return [
+            e
+            for e in self.published
+            if e.account_id == account_id and (e.audience is None or member_id in e.audience)
+        ]

@@ -1,0 +1,1 @@
+"""SQLAlchemy 2 async adapters: SQLite (the embedded default) and PostgreSQL."""

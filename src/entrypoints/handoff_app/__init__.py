@@ -1,0 +1,1 @@
+"""The service: settings, composition root, HTTP API, delivery worker and CLI."""

@@ -1,0 +1,626 @@
+"""The domain's nouns: members, sessions, handoffs, deliveries and the timeline.
+
+Entities are mutable attrs classes changed only through their own methods; the rules of SPEC §4
+live in those methods, so a refusal is raised before anything changes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from attrs import define, field, frozen
+
+from handoff_core.errors import AlreadyClaimed, Forbidden, InvalidTransition, ValidationError
+
+SUMMARY_MAX = 500
+NOTES_MAX = 4_000
+CONTEXT_MAX_BYTES = 256 * 1024
+NAME_MAX = 200
+EMAIL_MAX = 320
+ID_MAX = 128
+
+JsonObject = dict[str, Any]
+
+
+class Role(StrEnum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    ENGINEER = "engineer"
+    VIEWER = "viewer"
+
+
+SENIOR_ROLES = frozenset({Role.OWNER, Role.ADMIN, Role.ENGINEER})
+MANAGER_ROLES = frozenset({Role.OWNER, Role.ADMIN})
+
+
+class SessionStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    ESCALATED = "escalated"
+    RESOLVED = "resolved"
+
+
+class Intent(StrEnum):
+    PARK = "park"
+    ESCALATE = "escalate"
+
+
+class HandoffStatus(StrEnum):
+    OPEN = "open"
+    CLAIMED = "claimed"
+    RESUMED = "resumed"
+    WITHDRAWN = "withdrawn"
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    PUSH = "push"
+
+
+class NoticeKind(StrEnum):
+    ESCALATION = "escalation"
+    REMINDER = "reminder"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+
+class EventType(StrEnum):
+    SESSION_CREATED = "session.created"
+    SESSION_PARKED = "session.parked"
+    SESSION_RESUMED = "session.resumed"
+    SESSION_ESCALATED = "session.escalated"
+    ESCALATION_CLAIMED = "escalation.claimed"
+    ESCALATION_WITHDRAWN = "escalation.withdrawn"
+    ESCALATION_REMINDED = "escalation.reminded"
+    SESSION_RESOLVED = "session.resolved"
+    DELIVERY_SENT = "delivery.sent"
+    DELIVERY_FAILED = "delivery.failed"
+    DELIVERY_DEAD = "delivery.dead"
+
+
+# --- validation helpers -------------------------------------------------------------------------
+
+
+def check_text(field_name: str, value: object, *, max_len: int, required: bool = False) -> str:
+    if not isinstance(value, str):
+        raise ValidationError(field_name, "must be a string")
+    if required and not value.strip():
+        raise ValidationError(field_name, "must not be empty")
+    if len(value) > max_len:
+        raise ValidationError(field_name, f"must be at most {max_len} characters")
+    return value
+
+
+def check_id(field_name: str, value: object) -> str:
+    text = check_text(field_name, value, max_len=ID_MAX, required=True)
+    if text != text.strip() or any(ch.isspace() for ch in text):
+        raise ValidationError(field_name, "must not contain whitespace")
+    return text
+
+
+def check_context(value: object) -> JsonObject:
+    """A JSON object of at most 256 KiB, returned as an independent copy."""
+    if not isinstance(value, dict):
+        raise ValidationError("context", "must be a JSON object")
+    try:
+        encoded = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise ValidationError("context", f"must be JSON-serialisable ({exc})") from None
+    except RecursionError:
+        raise ValidationError("context", "is nested too deeply") from None
+    if len(encoded.encode("utf-8")) > CONTEXT_MAX_BYTES:
+        raise ValidationError("context", f"must serialise to at most {CONTEXT_MAX_BYTES} bytes")
+    result: JsonObject = json.loads(encoded)
+    return result
+
+
+def check_email(value: object) -> str:
+    text = check_text("email", value, max_len=EMAIL_MAX, required=True).strip()
+    local, at, domain = text.rpartition("@")
+    if not at or not local or not domain or any(ch.isspace() for ch in text):
+        raise ValidationError("email", "must be an address like name@example.com")
+    return text
+
+
+def check_aware(field_name: str, value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValidationError(field_name, "must be timezone-aware")
+    return value
+
+
+# --- members ------------------------------------------------------------------------------------
+
+
+@define
+class Member:
+    """A user of an account as the library sees it; the host product owns the real user."""
+
+    id: str
+    account_id: str
+    email: str
+    name: str
+    role: Role
+    active: bool = True
+    deleted_at: datetime | None = None
+
+    @classmethod
+    def register(
+        cls,
+        *,
+        account_id: str,
+        id: str,
+        email: object,
+        name: object,
+        role: object,
+        active: object = True,
+    ) -> Member:
+        return cls(
+            id=check_id("id", id),
+            account_id=check_id("account_id", account_id),
+            email=check_email(email),
+            name=check_text("name", name, max_len=NAME_MAX, required=True),
+            role=_role(role),
+            active=_bool("active", active),
+        )
+
+    @property
+    def is_current(self) -> bool:
+        """Active and not soft-deleted: a member who can act at all."""
+        return self.active and self.deleted_at is None
+
+    @property
+    def is_senior(self) -> bool:
+        return self.role in SENIOR_ROLES
+
+    @property
+    def is_manager(self) -> bool:
+        return self.role in MANAGER_ROLES
+
+    def require_can_act(self) -> None:
+        if not self.is_current:
+            raise Forbidden(f"member {self.id} is inactive or removed")
+        if not self.is_senior:
+            raise Forbidden(f"member {self.id} is a viewer and can only read")
+
+    def require_manager(self) -> None:
+        self.require_can_act()
+        if not self.is_manager:
+            raise Forbidden(f"only an admin or owner may do this; {self.id} is {self.role}")
+
+    def soft_delete(self, now: datetime) -> None:
+        if self.deleted_at is None:
+            self.deleted_at = now
+
+
+def _role(value: object) -> Role:
+    try:
+        return Role(str(value))
+    except ValueError:
+        allowed = ", ".join(r.value for r in Role)
+        raise ValidationError("role", f"must be one of {allowed}") from None
+
+
+def _bool(field_name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError(field_name, "must be true or false")
+    return value
+
+
+# --- sessions -----------------------------------------------------------------------------------
+
+
+@define
+class Session:
+    """An AI troubleshooting session and the handoffs that pass it between engineers."""
+
+    id: str
+    account_id: str
+    owner_id: str
+    assignee_id: str
+    status: SessionStatus
+    problem_summary: str
+    context: JsonObject
+    created_at: datetime
+    updated_at: datetime
+    handoff_count: int = 0
+    escalation_package: JsonObject | None = None
+    version: int = 0
+
+    @classmethod
+    def start(
+        cls, *, id: str, owner: Member, problem_summary: object, context: object, now: datetime
+    ) -> Session:
+        owner.require_can_act()
+        return cls(
+            id=id,
+            account_id=owner.account_id,
+            owner_id=owner.id,
+            assignee_id=owner.id,
+            status=SessionStatus.ACTIVE,
+            problem_summary=check_text("problem_summary", problem_summary, max_len=SUMMARY_MAX),
+            context=check_context({} if context is None else context),
+            created_at=now,
+            updated_at=now,
+        )
+
+    def _require_worker(self, actor: Member, doing: str) -> None:
+        actor.require_can_act()
+        if actor.id != self.assignee_id and not actor.is_manager:
+            raise Forbidden(f"only the assignee or an admin/owner may {doing} this session")
+
+    def _require_status(self, expected: SessionStatus, doing: str) -> None:
+        if self.status is not expected:
+            raise InvalidTransition(
+                f"cannot {doing} a session that is {self.status}; it must be {expected}"
+            )
+
+    def revise(
+        self,
+        actor: Member,
+        now: datetime,
+        *,
+        problem_summary: object = None,
+        context: object = None,
+    ) -> None:
+        self._require_worker(actor, "edit")
+        if self.status is SessionStatus.RESOLVED:
+            raise InvalidTransition("a resolved session cannot be edited")
+        summary = (
+            None
+            if problem_summary is None
+            else check_text("problem_summary", problem_summary, max_len=SUMMARY_MAX)
+        )
+        new_context = None if context is None else check_context(context)
+        if summary is not None:
+            self.problem_summary = summary
+        if new_context is not None:
+            self.context = new_context
+        self.updated_at = now
+
+    def snapshot(self) -> JsonObject:
+        """A frozen copy of the session as it stands, kept in the handoff."""
+        return {
+            "problem_summary": self.problem_summary,
+            "context": copy.deepcopy(self.context),
+            "status": self.status.value,
+            "assignee_id": self.assignee_id,
+            "handoff_count": self.handoff_count,
+        }
+
+    def park(self, actor: Member, *, handoff_id: str, notes: object, now: datetime) -> Handoff:
+        self._require_worker(actor, "park")
+        self._require_status(SessionStatus.ACTIVE, "park")
+        handoff = Handoff.raise_for(
+            self, id=handoff_id, intent=Intent.PARK, actor=actor, notes=notes, now=now
+        )
+        self.status = SessionStatus.PAUSED
+        self.handoff_count += 1
+        self.updated_at = now
+        return handoff
+
+    def resume(self, actor: Member, parked: Handoff, now: datetime) -> None:
+        actor.require_can_act()
+        self._require_status(SessionStatus.PAUSED, "resume")
+        if actor.id != parked.created_by and not actor.is_manager:
+            raise Forbidden("only whoever parked the session or an admin/owner may resume it")
+        parked.close(HandoffStatus.RESUMED, now)
+        self.status = SessionStatus.ACTIVE
+        self.updated_at = now
+
+    def escalate(
+        self,
+        actor: Member,
+        *,
+        handoff_id: str,
+        notes: object,
+        policy: EscalationPolicy,
+        now: datetime,
+    ) -> Handoff:
+        self._require_worker(actor, "escalate")
+        self._require_status(SessionStatus.ACTIVE, "escalate")
+        handoff = Handoff.raise_for(
+            self,
+            id=handoff_id,
+            intent=Intent.ESCALATE,
+            actor=actor,
+            notes=notes,
+            now=now,
+            policy=policy,
+        )
+        self.status = SessionStatus.ESCALATED
+        self.handoff_count += 1
+        self.escalation_package = {
+            "handoff_id": handoff.id,
+            "snapshot": copy.deepcopy(handoff.snapshot),
+            "engineer_notes": handoff.engineer_notes,
+            "escalated_by": actor.id,
+            "escalated_at": now.isoformat(),
+        }
+        self.updated_at = now
+        return handoff
+
+    def hand_to(self, claimer: Member, now: datetime) -> None:
+        """The claimer won the escalation: the session is theirs and active again."""
+        self._require_status(SessionStatus.ESCALATED, "claim")
+        self.status = SessionStatus.ACTIVE
+        self.assignee_id = claimer.id
+        self.updated_at = now
+
+    def take_back(self, now: datetime) -> None:
+        """The escalation was withdrawn: the session is active again under its assignee."""
+        self._require_status(SessionStatus.ESCALATED, "withdraw")
+        self.status = SessionStatus.ACTIVE
+        self.updated_at = now
+
+    def resolve(self, actor: Member, now: datetime) -> None:
+        self._require_worker(actor, "resolve")
+        self._require_status(SessionStatus.ACTIVE, "resolve")
+        self.status = SessionStatus.RESOLVED
+        self.updated_at = now
+
+
+# --- escalation policy --------------------------------------------------------------------------
+
+DEFAULT_REMIND_AFTER_SECONDS = 600
+DEFAULT_MAX_REMINDERS = 2
+MAX_REMINDERS_LIMIT = 50
+REMIND_AFTER_MIN_SECONDS = 1
+REMIND_AFTER_MAX_SECONDS = 30 * 24 * 3600
+
+
+def _policy_roles(value: object) -> frozenset[Role]:
+    if isinstance(value, str) or not isinstance(value, list | tuple | set | frozenset):
+        raise ValidationError("roles", "must be a list of roles")
+    roles = frozenset(_role(item) for item in value)
+    if Role.VIEWER in roles:
+        raise ValidationError("roles", "viewers are never notified of escalations")
+    if not roles:
+        raise ValidationError("roles", "must name at least one role")
+    return roles
+
+
+def _bounded_int(field_name: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(field_name, "must be an integer")
+    if not low <= value <= high:
+        raise ValidationError(field_name, f"must be between {low} and {high}")
+    return value
+
+
+@frozen
+class EscalationPolicy:
+    """Who hears of an escalation, on which channel, and how often they are reminded.
+
+    Copied into each escalation when it is raised, so editing an account's policy never changes
+    an escalation already in flight.
+    """
+
+    roles: frozenset[Role] = SENIOR_ROLES
+    email_online_too: bool = False
+    remind_after_seconds: int = DEFAULT_REMIND_AFTER_SECONDS
+    max_reminders: int = DEFAULT_MAX_REMINDERS
+
+    @classmethod
+    def from_dict(cls, raw: object) -> EscalationPolicy:
+        """Parse the API's shape; absent fields keep their defaults, unknown ones are refused."""
+        if not isinstance(raw, dict):
+            raise ValidationError("policy", "must be a JSON object")
+        known = {"roles", "email_online_too", "remind_after_seconds", "max_reminders"}
+        for key in raw:
+            if key not in known:
+                raise ValidationError(str(key), "is not a policy field")
+        default = cls()
+        return cls(
+            roles=_policy_roles(raw["roles"]) if "roles" in raw else default.roles,
+            email_online_too=_bool("email_online_too", raw.get("email_online_too", False)),
+            remind_after_seconds=_bounded_int(
+                "remind_after_seconds",
+                raw.get("remind_after_seconds", default.remind_after_seconds),
+                REMIND_AFTER_MIN_SECONDS,
+                REMIND_AFTER_MAX_SECONDS,
+            ),
+            max_reminders=_bounded_int(
+                "max_reminders",
+                raw.get("max_reminders", default.max_reminders),
+                0,
+                MAX_REMINDERS_LIMIT,
+            ),
+        )
+
+    def to_dict(self) -> JsonObject:
+        order = [Role.OWNER, Role.ADMIN, Role.ENGINEER]
+        return {
+            "roles": [r.value for r in order if r in self.roles],
+            "email_online_too": self.email_online_too,
+            "remind_after_seconds": self.remind_after_seconds,
+            "max_reminders": self.max_reminders,
+        }
+
+    def reminder_at(self, raised_at: datetime, round: int) -> datetime | None:
+        """When reminder number `round` (1-based) is due, or None when there is none."""
+        if round > self.max_reminders:
+            return None
+        return raised_at + timedelta(seconds=self.remind_after_seconds * round)
+
+
+# --- handoffs -----------------------------------------------------------------------------------
+
+
+@define
+class Handoff:
+    """One park or escalation of a session, with the snapshot taken when it was raised."""
+
+    id: str
+    account_id: str
+    session_id: str
+    intent: Intent
+    engineer_notes: str
+    created_by: str
+    created_at: datetime
+    snapshot: JsonObject
+    status: HandoffStatus = HandoffStatus.OPEN
+    claimed_by: str | None = None
+    claimed_at: datetime | None = None
+    closed_at: datetime | None = None
+    policy: EscalationPolicy | None = None
+    reminders_sent: int = 0
+    next_reminder_at: datetime | None = None
+    idempotency_key: str | None = None
+    request_fingerprint: str | None = None
+
+    @classmethod
+    def raise_for(
+        cls,
+        session: Session,
+        *,
+        id: str,
+        intent: Intent,
+        actor: Member,
+        notes: object,
+        now: datetime,
+        policy: EscalationPolicy | None = None,
+    ) -> Handoff:
+        handoff = cls(
+            id=id,
+            account_id=session.account_id,
+            session_id=session.id,
+            intent=intent,
+            engineer_notes=check_text("engineer_notes", notes, max_len=NOTES_MAX),
+            created_by=actor.id,
+            created_at=now,
+            snapshot=session.snapshot(),
+            policy=policy,
+        )
+        if policy is not None and intent is Intent.ESCALATE:
+            handoff.next_reminder_at = policy.reminder_at(now, 1)
+        return handoff
+
+    @property
+    def is_open_escalation(self) -> bool:
+        return self.intent is Intent.ESCALATE and self.status is HandoffStatus.OPEN
+
+    def check_claim(self, claimer: Member) -> None:
+        """Refuse a claim that can never succeed; the store's conditional update decides races."""
+        claimer.require_can_act()
+        if self.intent is not Intent.ESCALATE:
+            raise InvalidTransition("only an escalation can be claimed; this handoff is a park")
+        if claimer.id == self.created_by:
+            raise Forbidden("the escalator cannot claim their own escalation")
+        self.require_open("claim")
+
+    def require_open(self, doing: str) -> None:
+        if self.status is HandoffStatus.CLAIMED and self.claimed_by is not None:
+            raise AlreadyClaimed(self.claimed_by)
+        if self.status is not HandoffStatus.OPEN:
+            raise InvalidTransition(f"cannot {doing} a handoff that is {self.status}")
+
+    def check_withdraw(self, actor: Member) -> None:
+        actor.require_can_act()
+        if self.intent is not Intent.ESCALATE:
+            raise InvalidTransition("only an escalation can be withdrawn; resume a park instead")
+        if actor.id != self.created_by and not actor.is_manager:
+            raise Forbidden("only the escalator or an admin/owner may withdraw an escalation")
+        self.require_open("withdraw")
+
+    def claim(self, claimer: Member, now: datetime) -> None:
+        self.check_claim(claimer)
+        self.status = HandoffStatus.CLAIMED
+        self.claimed_by = claimer.id
+        self.claimed_at = now
+        self.closed_at = now
+        self.next_reminder_at = None
+
+    def close(self, status: HandoffStatus, now: datetime) -> None:
+        self.require_open(f"close as {status}")
+        self.status = status
+        self.closed_at = now
+        self.next_reminder_at = None
+
+
+# --- deliveries ---------------------------------------------------------------------------------
+
+
+@define
+class Delivery:
+    """One notice to one recipient on one channel; the outbox row and its record."""
+
+    id: str
+    account_id: str
+    handoff_id: str
+    recipient_id: str
+    address: str
+    channel: Channel
+    kind: NoticeKind
+    created_at: datetime
+    next_attempt_at: datetime
+    status: DeliveryStatus = DeliveryStatus.PENDING
+    attempts: int = 0
+    last_error: str | None = None
+    sent_at: datetime | None = None
+    round: int = 0
+    leased_by: str | None = None
+    leased_until: datetime | None = None
+
+    @property
+    def message_id(self) -> str:
+        """Stable across retries, so a receiver can drop a duplicate of an at-least-once send."""
+        return f"<{self.id}@handoff>"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status is not DeliveryStatus.PENDING
+
+    def _attempted(self, status: DeliveryStatus, error: str | None) -> None:
+        self.attempts += 1
+        self.status = status
+        self.last_error = error
+        self.leased_until = None
+
+    def mark_sent(self, now: datetime) -> None:
+        self._attempted(DeliveryStatus.SENT, None)
+        self.sent_at = now
+
+    def mark_refused(self, error: str) -> None:
+        """A permanent refusal (SMTP 5xx): trying again would only be refused again."""
+        self._attempted(DeliveryStatus.FAILED, error)
+
+    def mark_deferred(self, error: str, retry_at: datetime | None) -> None:
+        """A failure worth retrying at `retry_at`; with no retry left the delivery is dead."""
+        if retry_at is None:
+            self._attempted(DeliveryStatus.DEAD, error)
+        else:
+            self._attempted(DeliveryStatus.PENDING, error)
+            self.next_attempt_at = retry_at
+
+    def mark_cancelled(self, reason: str) -> None:
+        """Not attempted and never will be: cancelled with the reason why."""
+        self.status = DeliveryStatus.CANCELLED
+        self.last_error = reason
+        self.leased_until = None
+
+
+# --- timeline -----------------------------------------------------------------------------------
+
+
+@frozen
+class TimelineEvent:
+    """What happened, by whom, when. `id` is given by the store and grows within an account."""
+
+    account_id: str
+    session_id: str
+    type: EventType
+    at: datetime
+    handoff_id: str | None = None
+    actor_id: str | None = None
+    data: JsonObject = field(factory=dict)
+    id: int | None = None

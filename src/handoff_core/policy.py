@@ -1,0 +1,103 @@
+"""The escalation policy as pure functions: who is told, on which channel, and when again."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Collection, Iterable
+from datetime import datetime
+
+from handoff_core.model import (
+    Channel,
+    Delivery,
+    EscalationPolicy,
+    Handoff,
+    Member,
+    NoticeKind,
+)
+
+IdFactory = Callable[[], str]
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def recipients(
+    policy: EscalationPolicy, members: Iterable[Member], escalator_id: str
+) -> list[Member]:
+    """Current members with a role in the policy, less the escalator. Viewers never qualify."""
+    roles = policy.roles
+    return [
+        m
+        for m in members
+        if m.active and m.deleted_at is None and m.role in roles and m.id != escalator_id
+    ]
+
+
+def plan(
+    handoff: Handoff,
+    members: Iterable[Member],
+    online: Collection[str],
+    policy: EscalationPolicy,
+    now: datetime,
+    make_id: IdFactory = new_id,
+) -> list[Delivery]:
+    """The deliveries that announce an escalation: push to those online, email to the rest.
+
+    With `email_online_too` everyone gets email, and those online get a push as well.
+    """
+    planned: list[Delivery] = []
+    account_id, handoff_id = handoff.account_id, handoff.id
+    for member in recipients(policy, members, handoff.created_by):
+        channels: tuple[Channel, ...]
+        if member.id in online:
+            channels = (Channel.PUSH, Channel.EMAIL) if policy.email_online_too else (Channel.PUSH,)
+        else:
+            channels = (Channel.EMAIL,)
+        for channel in channels:
+            planned.append(
+                Delivery(
+                    id=make_id(),
+                    account_id=account_id,
+                    handoff_id=handoff_id,
+                    recipient_id=member.id,
+                    address=member.email,
+                    channel=channel,
+                    kind=NoticeKind.ESCALATION,
+                    created_at=now,
+                    next_attempt_at=now,
+                )
+            )
+    return planned
+
+
+def plan_reminders(
+    handoff: Handoff,
+    members: Iterable[Member],
+    round: int,
+    now: datetime,
+    make_id: IdFactory = new_id,
+) -> list[Delivery]:
+    """Reminder `round` for an escalation still open: email every recipient again, presence ignored.
+
+    The recipients are judged against the policy copied into the handoff and today's members, so
+    someone removed since the escalation is not reminded.
+    """
+    policy = handoff.policy
+    if policy is None or not handoff.is_open_escalation or round > policy.max_reminders:
+        return []
+    return [
+        Delivery(
+            id=make_id(),
+            account_id=handoff.account_id,
+            handoff_id=handoff.id,
+            recipient_id=member.id,
+            address=member.email,
+            channel=Channel.EMAIL,
+            kind=NoticeKind.REMINDER,
+            created_at=now,
+            next_attempt_at=now,
+            round=round,
+        )
+        for member in recipients(policy, members, handoff.created_by)
+    ]

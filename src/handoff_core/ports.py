@@ -1,0 +1,237 @@
+"""What the core needs from the world, one small Protocol per need.
+
+Every repository method takes the account first: an object of another account simply does not
+exist for it. The few cross-account methods are for the delivery worker and say so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, Self
+
+from attrs import frozen
+
+from handoff_core.model import (
+    Delivery,
+    EscalationPolicy,
+    Handoff,
+    HandoffStatus,
+    JsonObject,
+    Member,
+    NoticeKind,
+    Role,
+    Session,
+    TimelineEvent,
+)
+from handoff_core.notice import Notice
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Timezone-aware UTC."""
+        ...
+
+
+class Members(Protocol):
+    async def get(self, account_id: str, member_id: str) -> Member | None: ...
+
+    async def current(self, account_id: str) -> list[Member]:
+        """Every member not soft-deleted, ordered by id."""
+        ...
+
+    async def eligible(self, account_id: str, roles: Collection[Role]) -> list[Member]:
+        """Active, not deleted members holding one of `roles`."""
+        ...
+
+    async def save(self, member: Member) -> None:
+        """Insert or replace the member with this (account_id, id)."""
+        ...
+
+
+class Sessions(Protocol):
+    async def get(self, account_id: str, session_id: str) -> Session | None: ...
+
+    async def add(self, session: Session) -> None: ...
+
+    async def update(self, session: Session) -> None:
+        """Write the session if nobody else wrote it since it was read (its `version`), and bump
+        the version; otherwise raise Conflict."""
+        ...
+
+
+class Handoffs(Protocol):
+    async def get(self, account_id: str, handoff_id: str) -> Handoff | None: ...
+
+    async def add(self, handoff: Handoff) -> None:
+        """Raise IdempotencyConflict if the account already used the handoff's idempotency key."""
+        ...
+
+    async def by_idempotency_key(self, account_id: str, key: str) -> Handoff | None: ...
+
+    async def open_for_session(self, account_id: str, session_id: str) -> Handoff | None: ...
+
+    async def for_session(self, account_id: str, session_id: str) -> list[Handoff]: ...
+
+    async def claim(self, account_id: str, handoff_id: str, claimer_id: str, at: datetime) -> bool:
+        """One conditional write: claim it only if it is still an open escalation (and clear its
+        next reminder). True if this call won."""
+        ...
+
+    async def close(
+        self, account_id: str, handoff_id: str, status: HandoffStatus, at: datetime
+    ) -> bool:
+        """One conditional write: open → `status` (clearing its next reminder). True if this call
+        made the change."""
+        ...
+
+    async def escalations(
+        self,
+        account_id: str,
+        *,
+        statuses: Collection[HandoffStatus] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Handoff]:
+        """Escalations of the account, oldest first, filtered by status and raise time."""
+        ...
+
+    async def reminders_due(self, now: datetime, limit: int) -> list[Handoff]:
+        """Across accounts (for the worker): open escalations whose next reminder is due."""
+        ...
+
+    async def advance_reminder(
+        self, account_id: str, handoff_id: str, round: int, next_at: datetime | None
+    ) -> bool:
+        """One conditional write: record reminder `round` as sent if it was not already, and
+        schedule the next. True if this call made the change."""
+        ...
+
+
+class Deliveries(Protocol):
+    async def add_many(self, deliveries: Sequence[Delivery]) -> None: ...
+
+    async def for_handoff(self, account_id: str, handoff_id: str) -> list[Delivery]: ...
+
+    async def cancel_pending(
+        self, account_id: str, handoff_id: str, kinds: Collection[NoticeKind], at: datetime
+    ) -> int: ...
+
+    async def lease_due(
+        self,
+        now: datetime,
+        *,
+        owner: str,
+        until: datetime,
+        limit: int,
+        account_id: str | None = None,
+        handoff_id: str | None = None,
+    ) -> list[Delivery]:
+        """Take pending deliveries that are due and not leased by a live lease; mark them leased
+        by `owner` until `until`. Two concurrent callers never get the same delivery."""
+        ...
+
+    async def record(self, delivery: Delivery) -> bool:
+        """Store a leased delivery's outcome and release it, if `delivery.leased_by` still holds
+        the lease. False if the lease was lost."""
+        ...
+
+    async def release(self, owner: str) -> int:
+        """Give back every lease `owner` holds, making those deliveries due again."""
+        ...
+
+
+class Timeline(Protocol):
+    async def add(self, event: TimelineEvent) -> TimelineEvent:
+        """Store the event and return it with its id."""
+        ...
+
+    async def for_session(self, account_id: str, session_id: str) -> list[TimelineEvent]: ...
+
+    async def first(self, account_id: str, handoff_id: str, type: str) -> TimelineEvent | None:
+        """The oldest event of this type about this handoff."""
+        ...
+
+    async def after(
+        self, account_id: str, after_id: int, types: Collection[str], limit: int
+    ) -> list[TimelineEvent]:
+        """Events of these types with an id above `after_id`, oldest first (stream replay)."""
+        ...
+
+
+class Policies(Protocol):
+    async def get(self, account_id: str) -> EscalationPolicy | None: ...
+
+    async def put(self, account_id: str, policy: EscalationPolicy) -> None: ...
+
+
+class UnitOfWork(Protocol):
+    """`async with uow:` rolls back unless `commit()` was called inside."""
+
+    members: Members
+    sessions: Sessions
+    handoffs: Handoffs
+    deliveries: Deliveries
+    timeline: Timeline
+    policies: Policies
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def commit(self) -> None: ...
+
+    async def rollback(self) -> None: ...
+
+
+UnitOfWorkFactory = Callable[[], UnitOfWork]
+
+
+@frozen
+class SendOutcome:
+    """What became of one notice. `permanent` failures are not retried (SMTP 5xx)."""
+
+    delivery_id: str
+    ok: bool
+    permanent: bool = False
+    error: str | None = None
+
+
+class MailSender(Protocol):
+    async def send(self, notices: Sequence[Notice]) -> Sequence[SendOutcome]:
+        """Send a batch, reusing connections; one outcome per notice. An exception means the
+        whole batch failed in a way worth retrying."""
+        ...
+
+
+@frozen
+class PushEvent:
+    """An event for the live streams of an account; `audience` None means every senior."""
+
+    account_id: str
+    type: str
+    data: JsonObject
+    id: int | None = None
+    audience: frozenset[str] | None = None
+
+
+class PushHub(Protocol):
+    async def publish(self, event: PushEvent) -> None: ...
+
+
+class Presence(Protocol):
+    async def online(self, account_id: str, member_ids: Collection[str]) -> frozenset[str]:
+        """Which of these members have at least one live stream now."""
+        ...
+
+
+class Announcer(Protocol):
+    """Told, after a commit, of the timeline events it wrote; never told of a rollback."""
+
+    async def committed(self, events: Sequence[TimelineEvent]) -> None: ...

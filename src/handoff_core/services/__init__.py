@@ -1,0 +1,1 @@
+"""The use cases: plain async methods of (command, dependencies), one unit of work each."""

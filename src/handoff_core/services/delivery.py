@@ -1,0 +1,381 @@
+"""Sending the outbox: the deliveries an escalation planned, its reminders, and their retries.
+
+Nothing here holds a unit of work open while it talks to SMTP or the push hub: deliveries are
+leased in one transaction, sent with none open, and their outcomes recorded in another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import timedelta
+
+from attrs import define, field
+
+from handoff_core.model import (
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    EventType,
+    Handoff,
+    Intent,
+    Member,
+    NoticeKind,
+    TimelineEvent,
+)
+from handoff_core.notice import Notice, NoticeBody, address, compose
+from handoff_core.policy import IdFactory, new_id, plan_reminders
+from handoff_core.ports import (
+    Announcer,
+    Clock,
+    MailSender,
+    Presence,
+    PushEvent,
+    PushHub,
+    SendOutcome,
+    UnitOfWorkFactory,
+)
+from handoff_core.retry import RetrySchedule
+from handoff_core.services.common import SilentAnnouncer, announce
+
+log = logging.getLogger("handoff.delivery")
+
+PUSH_EVENT_FOR = {
+    NoticeKind.ESCALATION: ("escalation.created", EventType.SESSION_ESCALATED),
+    NoticeKind.REMINDER: ("escalation.reminded", EventType.ESCALATION_REMINDED),
+}
+OUTCOME_EVENTS = {
+    DeliveryStatus.SENT: EventType.DELIVERY_SENT,
+    DeliveryStatus.FAILED: EventType.DELIVERY_FAILED,
+    DeliveryStatus.DEAD: EventType.DELIVERY_DEAD,
+}
+FELL_BACK = "recipient had no live stream; sent by email instead"
+
+
+@define
+class DeliverySettings:
+    public_url: str = "http://localhost:8000"
+    retry: RetrySchedule = field(factory=RetrySchedule)
+    lease_seconds: float = 300.0
+    batch_size: int = 100
+
+
+@define
+class _Batch:
+    """What sending one batch needs to know, read in one short unit of work."""
+
+    handoffs: dict[str, Handoff] = field(factory=dict)
+    members: dict[tuple[str, str], Member] = field(factory=dict)
+    event_ids: dict[tuple[str, NoticeKind], int | None] = field(factory=dict)
+
+
+class DeliveryService:
+    """Sends what the outbox holds. `dispatch` is the seed's contract: it returns how many notices
+    went out, never raises, and sends nothing for a park."""
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        mail: MailSender,
+        *,
+        hub: PushHub | None = None,
+        presence: Presence | None = None,
+        announcer: Announcer | None = None,
+        settings: DeliverySettings | None = None,
+        worker_id: str | None = None,
+        make_id: IdFactory = new_id,
+    ) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._mail = mail
+        self._hub = hub
+        self._presence = presence
+        self._announcer: Announcer = announcer or SilentAnnouncer()
+        self._settings = settings or DeliverySettings()
+        self.worker_id = worker_id or f"worker-{new_id()[:12]}"
+        self._make_id = make_id
+
+    # --- entry points -----------------------------------------------------------------------
+
+    async def dispatch(self, account_id: str, handoff_id: str) -> int:
+        """Send the due notices of one escalation now; how many were sent."""
+        sent = 0
+        try:
+            async with self._uow() as uow:
+                handoff = await uow.handoffs.get(account_id, handoff_id)
+            if handoff is None or handoff.intent is Intent.PARK:
+                return 0
+            while leased := await self._lease(account_id=account_id, handoff_id=handoff_id):
+                sent += await self._deliver(leased)
+        except Exception:
+            log.exception("dispatch failed", extra={"handoff_id": handoff_id, "sent": sent})
+        return sent
+
+    async def run_once(self) -> int:
+        """One worker pass: raise due reminders, then send one batch of due deliveries."""
+        await self.remind_due()
+        leased = await self._lease()
+        return await self._deliver(leased) if leased else 0
+
+    async def run(self, stop: asyncio.Event, poll_seconds: float = 1.0) -> None:
+        """Work until `stop` is set, then give back whatever is still leased."""
+        try:
+            while not stop.is_set():
+                try:
+                    busy = await self.run_once()
+                except Exception:
+                    log.exception("worker pass failed", extra={"worker": self.worker_id})
+                    busy = 0
+                if not busy:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=poll_seconds)
+        finally:
+            await self.release()
+
+    async def release(self) -> int:
+        try:
+            async with self._uow() as uow:
+                released = await uow.deliveries.release(self.worker_id)
+                await uow.commit()
+            return released
+        except Exception:
+            log.exception("could not release leases", extra={"worker": self.worker_id})
+            return 0
+
+    async def remind_due(self) -> int:
+        """Raise every reminder that is due; returns how many reminder rounds were raised."""
+        now = self._clock.now()
+        async with self._uow() as uow:
+            due = await uow.handoffs.reminders_due(now, limit=self._settings.batch_size)
+        raised = 0
+        for handoff in due:
+            round = handoff.reminders_sent + 1
+            policy = handoff.policy
+            if policy is None:
+                continue
+            async with self._uow() as uow:
+                next_at = policy.reminder_at(handoff.created_at, round + 1)
+                if not await uow.handoffs.advance_reminder(
+                    handoff.account_id, handoff.id, round, next_at
+                ):
+                    continue  # another worker raised it, or it was claimed meanwhile
+                members = await uow.members.eligible(handoff.account_id, policy.roles)
+                await uow.deliveries.add_many(
+                    plan_reminders(handoff, members, round, now, self._make_id)
+                )
+                session = await uow.sessions.get(handoff.account_id, handoff.session_id)
+                event = await uow.timeline.add(
+                    TimelineEvent(
+                        account_id=handoff.account_id,
+                        session_id=handoff.session_id,
+                        type=EventType.ESCALATION_REMINDED,
+                        at=now,
+                        handoff_id=handoff.id,
+                        data={
+                            "round": round,
+                            "problem_summary": session.problem_summary if session else "",
+                        },
+                    )
+                )
+                await uow.commit()
+            raised += 1
+            await announce(self._announcer, [event])
+        return raised
+
+    # --- the mechanism ----------------------------------------------------------------------
+
+    async def _lease(
+        self, *, account_id: str | None = None, handoff_id: str | None = None
+    ) -> list[Delivery]:
+        now = self._clock.now()
+        async with self._uow() as uow:
+            leased = await uow.deliveries.lease_due(
+                now,
+                owner=self.worker_id,
+                until=now + timedelta(seconds=self._settings.lease_seconds),
+                limit=self._settings.batch_size,
+                account_id=account_id,
+                handoff_id=handoff_id,
+            )
+            await uow.commit()
+        return leased
+
+    async def _context(self, leased: Sequence[Delivery]) -> _Batch:
+        batch = _Batch()
+        async with self._uow() as uow:
+            for account_id in {d.account_id for d in leased}:
+                for member in await uow.members.current(account_id):
+                    batch.members[(account_id, member.id)] = member
+            for d in leased:
+                if d.handoff_id in batch.handoffs:
+                    continue
+                handoff = await uow.handoffs.get(d.account_id, d.handoff_id)
+                if handoff is not None:
+                    batch.handoffs[d.handoff_id] = handoff
+                    if (d.account_id, handoff.created_by) not in batch.members:
+                        escalator = await uow.members.get(d.account_id, handoff.created_by)
+                        if escalator is not None:
+                            batch.members[(d.account_id, escalator.id)] = escalator
+            for d in leased:
+                key = (d.handoff_id, d.kind)
+                if d.channel is Channel.PUSH and key not in batch.event_ids:
+                    _, event_type = PUSH_EVENT_FOR[d.kind]
+                    found = await uow.timeline.first(d.account_id, d.handoff_id, event_type)
+                    batch.event_ids[key] = found.id if found else None
+        return batch
+
+    async def _deliver(self, leased: Sequence[Delivery]) -> int:
+        now = self._clock.now()
+        batch = await self._context(leased)
+        fallbacks: list[Delivery] = []
+        emails: list[Delivery] = []
+        pushes: list[Delivery] = []
+        for d in leased:
+            if d.handoff_id not in batch.handoffs:
+                d.mark_cancelled("the handoff no longer exists")
+            elif d.channel is Channel.PUSH:
+                pushes.append(d)
+            else:
+                emails.append(d)
+        await self._push(pushes, batch, now, fallbacks)
+        await self._email(emails, batch, now)
+        return await self._record(leased, batch, fallbacks)
+
+    async def _push(
+        self, pushes: list[Delivery], batch: _Batch, now: object, fallbacks: list[Delivery]
+    ) -> None:
+        by_account: dict[str, list[Delivery]] = defaultdict(list)
+        for d in pushes:
+            by_account[d.account_id].append(d)
+        for account_id, group in by_account.items():
+            online: frozenset[str] = frozenset()
+            if self._hub is not None and self._presence is not None:
+                try:
+                    online = await self._presence.online(
+                        account_id, [d.recipient_id for d in group]
+                    )
+                except Exception:
+                    log.exception("presence lookup failed; falling back to email")
+            for d in group:
+                if d.recipient_id in online and await self._publish(d, batch):
+                    d.mark_sent(self._clock.now())
+                    continue
+                d.mark_cancelled(FELL_BACK)
+                fallbacks.append(
+                    Delivery(
+                        id=self._make_id(),
+                        account_id=d.account_id,
+                        handoff_id=d.handoff_id,
+                        recipient_id=d.recipient_id,
+                        address=d.address,
+                        channel=Channel.EMAIL,
+                        kind=d.kind,
+                        created_at=self._clock.now(),
+                        next_attempt_at=self._clock.now(),
+                        round=d.round,
+                    )
+                )
+
+    async def _publish(self, d: Delivery, batch: _Batch) -> bool:
+        assert self._hub is not None
+        handoff = batch.handoffs[d.handoff_id]
+        push_type, _ = PUSH_EVENT_FOR[d.kind]
+        event = PushEvent(
+            account_id=d.account_id,
+            type=push_type,
+            id=batch.event_ids.get((d.handoff_id, d.kind)),
+            audience=frozenset({d.recipient_id}),
+            data={
+                "handoff_id": handoff.id,
+                "session_id": handoff.session_id,
+                "problem_summary": handoff.snapshot.get("problem_summary", ""),
+                "engineer_notes": handoff.engineer_notes,
+                "actor_id": handoff.created_by,
+                "at": handoff.created_at.isoformat(),
+                "round": d.round,
+            },
+        )
+        try:
+            await self._hub.publish(event)
+            return True
+        except Exception:
+            log.exception("push publish failed; falling back to email", extra={"delivery_id": d.id})
+            return False
+
+    async def _email(self, emails: list[Delivery], batch: _Batch, now: object) -> None:
+        if not emails:
+            return
+        bodies: dict[tuple[str, NoticeKind, int], NoticeBody] = {}
+        notices: list[Notice] = []
+        for d in emails:
+            key = (d.handoff_id, d.kind, d.round)
+            if key not in bodies:
+                handoff = batch.handoffs[d.handoff_id]
+                escalator = batch.members.get((d.account_id, handoff.created_by))
+                bodies[key] = compose(
+                    handoff, escalator, self._settings.public_url, d.kind, d.round
+                )
+            recipient = batch.members.get((d.account_id, d.recipient_id))
+            notices.append(address(d, recipient.name if recipient else "", bodies[key]))
+        try:
+            outcomes: Sequence[SendOutcome] = await self._mail.send(notices)
+        except Exception as exc:
+            log.warning("mail batch failed", extra={"error": repr(exc), "count": len(notices)})
+            outcomes = [SendOutcome(n.delivery_id, ok=False, error=repr(exc)) for n in notices]
+        by_id = {o.delivery_id: o for o in outcomes}
+        when = self._clock.now()
+        retry = self._settings.retry
+        for d in emails:
+            outcome = by_id.get(d.id) or SendOutcome(d.id, ok=False, error="no outcome reported")
+            if outcome.ok:
+                d.mark_sent(when)
+            elif outcome.permanent:
+                d.mark_refused(outcome.error or "refused")
+            else:
+                attempts = d.attempts + 1
+                retry_at = None if retry.exhausted(attempts) else when + retry.delay(attempts)
+                d.mark_deferred(outcome.error or "temporary failure", retry_at)
+
+    async def _record(
+        self, leased: Sequence[Delivery], batch: _Batch, fallbacks: list[Delivery]
+    ) -> int:
+        events: list[TimelineEvent] = []
+        async with self._uow() as uow:
+            for d in leased:
+                if not await uow.deliveries.record(d):
+                    log.warning(
+                        "lease lost before the outcome was recorded",
+                        extra={"delivery_id": d.id, "worker": self.worker_id},
+                    )
+                    continue
+                event_type = OUTCOME_EVENTS.get(d.status)
+                handoff = batch.handoffs.get(d.handoff_id)
+                if event_type is not None and handoff is not None:
+                    events.append(
+                        await uow.timeline.add(
+                            TimelineEvent(
+                                account_id=d.account_id,
+                                session_id=handoff.session_id,
+                                type=event_type,
+                                at=self._clock.now(),
+                                handoff_id=d.handoff_id,
+                                data={
+                                    "delivery_id": d.id,
+                                    "recipient_id": d.recipient_id,
+                                    "channel": d.channel.value,
+                                    "kind": d.kind.value,
+                                    "attempts": d.attempts,
+                                    "error": d.last_error,
+                                },
+                            )
+                        )
+                    )
+            if fallbacks:
+                await uow.deliveries.add_many(fallbacks)
+            await uow.commit()
+        await announce(self._announcer, events)
+        return sum(1 for d in leased if d.status is DeliveryStatus.SENT)

@@ -1,0 +1,355 @@
+"""Sessions and their handoffs: start, edit, park, resume, escalate, claim, withdraw, resolve."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from handoff_core.errors import (
+    AlreadyClaimed,
+    IdempotencyConflict,
+    InvalidTransition,
+    ValidationError,
+)
+from handoff_core.model import (
+    NOTES_MAX,
+    EscalationPolicy,
+    EventType,
+    Handoff,
+    HandoffStatus,
+    Intent,
+    NoticeKind,
+    Session,
+    TimelineEvent,
+    check_text,
+)
+from handoff_core.policy import IdFactory, new_id, plan
+from handoff_core.ports import Announcer, Clock, Presence, UnitOfWork, UnitOfWorkFactory
+from handoff_core.services.common import (
+    SilentAnnouncer,
+    acting_member,
+    announce,
+    existing_handoff,
+    existing_session,
+)
+
+IDEMPOTENCY_KEY_MAX = 200
+
+
+class NobodyOnline:
+    """Presence when no live push exists: everyone is reached by email."""
+
+    async def online(self, account_id: str, member_ids: Any) -> frozenset[str]:
+        return frozenset()
+
+
+def _fingerprint(session_id: str, intent: Intent, notes: str, actor_id: str) -> str:
+    raw = json.dumps([session_id, intent.value, notes, actor_id], ensure_ascii=False)
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+def _event(
+    type: EventType,
+    session: Session,
+    handoff: Handoff | None,
+    actor_id: str | None,
+    at: Any,
+    **data: Any,
+) -> TimelineEvent:
+    return TimelineEvent(
+        account_id=session.account_id,
+        session_id=session.id,
+        type=type,
+        at=at,
+        handoff_id=handoff.id if handoff is not None else None,
+        actor_id=actor_id,
+        data=data,
+    )
+
+
+class HandoffService:
+    """The rules of SPEC §4, each in one unit of work; the announcer hears only of commits."""
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        *,
+        presence: Presence | None = None,
+        announcer: Announcer | None = None,
+        make_id: IdFactory = new_id,
+    ) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._presence: Presence = presence or NobodyOnline()
+        self._announcer: Announcer = announcer or SilentAnnouncer()
+        self._make_id = make_id
+
+    async def _commit(self, uow: UnitOfWork, events: list[TimelineEvent]) -> list[TimelineEvent]:
+        stored = [await uow.timeline.add(e) for e in events]
+        await uow.commit()
+        await announce(self._announcer, stored)
+        return stored
+
+    # --- sessions ---------------------------------------------------------------------------
+
+    async def start_session(
+        self, account_id: str, actor_id: str, problem_summary: object, context: object = None
+    ) -> Session:
+        now = self._clock.now()
+        async with self._uow() as uow:
+            actor = await acting_member(uow, account_id, actor_id)
+            session = Session.start(
+                id=self._make_id(),
+                owner=actor,
+                problem_summary=problem_summary,
+                context=context,
+                now=now,
+            )
+            await uow.sessions.add(session)
+            await self._commit(
+                uow, [_event(EventType.SESSION_CREATED, session, None, actor.id, now)]
+            )
+            return session
+
+    async def revise_session(
+        self,
+        account_id: str,
+        actor_id: str,
+        session_id: str,
+        *,
+        problem_summary: object = None,
+        context: object = None,
+    ) -> Session:
+        now = self._clock.now()
+        async with self._uow() as uow:
+            actor = await acting_member(uow, account_id, actor_id)
+            session = await existing_session(uow, account_id, session_id)
+            session.revise(actor, now, problem_summary=problem_summary, context=context)
+            await uow.sessions.update(session)
+            await uow.commit()
+            return session
+
+    async def resolve(self, account_id: str, actor_id: str, session_id: str) -> Session:
+        now = self._clock.now()
+        async with self._uow() as uow:
+            actor = await acting_member(uow, account_id, actor_id)
+            session = await existing_session(uow, account_id, session_id)
+            session.resolve(actor, now)
+            await uow.sessions.update(session)
+            await self._commit(
+                uow, [_event(EventType.SESSION_RESOLVED, session, None, actor.id, now)]
+            )
+            return session
+
+    # --- handing off ------------------------------------------------------------------------
+
+    async def hand_off(
+        self,
+        account_id: str,
+        actor_id: str,
+        session_id: str,
+        intent: object,
+        engineer_notes: object = "",
+        *,
+        idempotency_key: str | None = None,
+    ) -> Handoff:
+        """Park or escalate. A repeated `idempotency_key` returns the first handoff unchanged."""
+        try:
+            chosen = Intent(str(intent))
+        except ValueError:
+            raise ValidationError("intent", "must be park or escalate") from None
+        notes = check_text("engineer_notes", engineer_notes, max_len=NOTES_MAX)
+        if idempotency_key is not None:
+            check_text(
+                "idempotency_key", idempotency_key, max_len=IDEMPOTENCY_KEY_MAX, required=True
+            )
+        fingerprint = _fingerprint(session_id, chosen, notes, actor_id)
+        try:
+            return await self._hand_off(
+                account_id, actor_id, session_id, chosen, notes, idempotency_key, fingerprint
+            )
+        except IdempotencyConflict:
+            if idempotency_key is None:
+                raise
+            # Lost an insert race on the key: the first request's handoff is the answer.
+            async with self._uow() as uow:
+                first = await uow.handoffs.by_idempotency_key(account_id, idempotency_key)
+            if first is None or first.request_fingerprint != fingerprint:
+                raise
+            return first
+
+    async def park(
+        self,
+        account_id: str,
+        actor_id: str,
+        session_id: str,
+        engineer_notes: object = "",
+        *,
+        idempotency_key: str | None = None,
+    ) -> Handoff:
+        return await self.hand_off(
+            account_id,
+            actor_id,
+            session_id,
+            Intent.PARK,
+            engineer_notes,
+            idempotency_key=idempotency_key,
+        )
+
+    async def escalate(
+        self,
+        account_id: str,
+        actor_id: str,
+        session_id: str,
+        engineer_notes: object = "",
+        *,
+        idempotency_key: str | None = None,
+    ) -> Handoff:
+        return await self.hand_off(
+            account_id,
+            actor_id,
+            session_id,
+            Intent.ESCALATE,
+            engineer_notes,
+            idempotency_key=idempotency_key,
+        )
+
+    async def _hand_off(
+        self,
+        account_id: str,
+        actor_id: str,
+        session_id: str,
+        intent: Intent,
+        notes: str,
+        key: str | None,
+        fingerprint: str,
+    ) -> Handoff:
+        now = self._clock.now()
+        async with self._uow() as uow:
+            actor = await acting_member(uow, account_id, actor_id)
+            if key is not None:
+                first = await uow.handoffs.by_idempotency_key(account_id, key)
+                if first is not None:
+                    if first.request_fingerprint != fingerprint:
+                        raise IdempotencyConflict(
+                            "this Idempotency-Key was already used for a different request"
+                        )
+                    return first
+            session = await existing_session(uow, account_id, session_id)
+            handoff_id = self._make_id()
+            if intent is Intent.PARK:
+                handoff = session.park(actor, handoff_id=handoff_id, notes=notes, now=now)
+                event = _event(
+                    EventType.SESSION_PARKED, session, handoff, actor.id, now, engineer_notes=notes
+                )
+            else:
+                policy = await uow.policies.get(account_id) or EscalationPolicy()
+                handoff = session.escalate(
+                    actor, handoff_id=handoff_id, notes=notes, policy=policy, now=now
+                )
+                candidates = await uow.members.eligible(account_id, policy.roles)
+                online = await self._presence.online(
+                    account_id, [m.id for m in candidates if m.id != actor.id]
+                )
+                deliveries = plan(handoff, candidates, online, policy, now, self._make_id)
+                event = _event(
+                    EventType.SESSION_ESCALATED,
+                    session,
+                    handoff,
+                    actor.id,
+                    now,
+                    problem_summary=session.problem_summary,
+                    engineer_notes=notes,
+                    recipients=len({d.recipient_id for d in deliveries}),
+                )
+            handoff.idempotency_key = key
+            handoff.request_fingerprint = fingerprint if key is not None else None
+            await uow.handoffs.add(handoff)
+            await uow.sessions.update(session)
+            if intent is Intent.ESCALATE:
+                await uow.deliveries.add_many(deliveries)
+            await self._commit(uow, [event])
+            return handoff
+
+    async def resume(self, account_id: str, actor_id: str, session_id: str) -> Session:
+        now = self._clock.now()
+        async with self._uow() as uow:
+            actor = await acting_member(uow, account_id, actor_id)
+            session = await existing_session(uow, account_id, session_id)
+            parked = await uow.handoffs.open_for_session(account_id, session_id)
+            if parked is None or parked.intent is not Intent.PARK:
+                raise InvalidTransition(
+                    f"cannot resume a session that is {session.status}; it must be paused"
+                )
+            session.resume(actor, parked, now)
+            if not await uow.handoffs.close(account_id, parked.id, HandoffStatus.RESUMED, now):
+                raise InvalidTransition("the park was closed meanwhile")
+            await uow.sessions.update(session)
+            await self._commit(
+                uow, [_event(EventType.SESSION_RESUMED, session, parked, actor.id, now)]
+            )
+            return session
+
+    async def claim(self, account_id: str, actor_id: str, handoff_id: str) -> Handoff:
+        """Exactly one of any number of concurrent claimers wins; the others learn who did."""
+        now = self._clock.now()
+        async with self._uow() as uow:
+            actor = await acting_member(uow, account_id, actor_id)
+            handoff = await existing_handoff(uow, account_id, handoff_id)
+            handoff.check_claim(actor)
+            if not await uow.handoffs.claim(account_id, handoff_id, actor.id, now):
+                current = await existing_handoff(uow, account_id, handoff_id)
+                current.require_open("claim")  # raises AlreadyClaimed or InvalidTransition
+                raise AlreadyClaimed(current.claimed_by or "someone else")
+            handoff.claim(actor, now)
+            session = await existing_session(uow, account_id, handoff.session_id)
+            session.hand_to(actor, now)
+            await uow.sessions.update(session)
+            await uow.deliveries.cancel_pending(account_id, handoff_id, (NoticeKind.REMINDER,), now)
+            await self._commit(
+                uow,
+                [
+                    _event(
+                        EventType.ESCALATION_CLAIMED,
+                        session,
+                        handoff,
+                        actor.id,
+                        now,
+                        problem_summary=session.problem_summary,
+                        time_to_claim_s=(now - handoff.created_at).total_seconds(),
+                    ),
+                ],
+            )
+            return handoff
+
+    async def withdraw(self, account_id: str, actor_id: str, handoff_id: str) -> Handoff:
+        now = self._clock.now()
+        async with self._uow() as uow:
+            actor = await acting_member(uow, account_id, actor_id)
+            handoff = await existing_handoff(uow, account_id, handoff_id)
+            handoff.check_withdraw(actor)
+            if not await uow.handoffs.close(account_id, handoff_id, HandoffStatus.WITHDRAWN, now):
+                current = await existing_handoff(uow, account_id, handoff_id)
+                current.require_open("withdraw")
+                raise InvalidTransition("the escalation was closed meanwhile")
+            handoff.close(HandoffStatus.WITHDRAWN, now)
+            session = await existing_session(uow, account_id, handoff.session_id)
+            session.take_back(now)
+            await uow.sessions.update(session)
+            await uow.deliveries.cancel_pending(account_id, handoff_id, tuple(NoticeKind), now)
+            await self._commit(
+                uow,
+                [
+                    _event(
+                        EventType.ESCALATION_WITHDRAWN,
+                        session,
+                        handoff,
+                        actor.id,
+                        now,
+                        problem_summary=session.problem_summary,
+                    ),
+                ],
+            )
+            return handoff
