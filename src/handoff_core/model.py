@@ -98,6 +98,13 @@ def check_text(field_name: str, value: object, *, max_len: int, required: bool =
         raise ValidationError(field_name, "must not be empty")
     if len(value) > max_len:
         raise ValidationError(field_name, f"must be at most {max_len} characters")
+    if "\x00" in value:  # PostgreSQL text cannot hold NUL
+        raise ValidationError(field_name, "must not contain NUL characters")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError(field_name, "must be valid Unicode (no surrogates)") from None
     return value
 
 
@@ -118,7 +125,11 @@ def check_context(value: object) -> JsonObject:
         raise ValidationError("context", f"must be JSON-serialisable ({exc})") from None
     except RecursionError:
         raise ValidationError("context", "is nested too deeply") from None
-    if len(encoded.encode("utf-8")) > CONTEXT_MAX_BYTES:
+    try:
+        size = len(encoded.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValidationError("context", "must be valid Unicode (no lone surrogates)") from None
+    if size > CONTEXT_MAX_BYTES:
         raise ValidationError("context", f"must serialise to at most {CONTEXT_MAX_BYTES} bytes")
     result: JsonObject = json.loads(encoded)
     return result
@@ -381,7 +392,10 @@ REMIND_AFTER_MAX_SECONDS = 30 * 24 * 3600
 def _policy_roles(value: object) -> frozenset[Role]:
     if isinstance(value, str) or not isinstance(value, list | tuple | set | frozenset):
         raise ValidationError("roles", "must be a list of roles")
-    roles = frozenset(_role(item) for item in value)
+    try:
+        roles = frozenset(_role(item) for item in value)
+    except ValidationError as exc:  # name the policy's field, not the member's
+        raise ValidationError("roles", exc.detail.removeprefix("role: ")) from None
     if Role.VIEWER in roles:
         raise ValidationError("roles", "viewers are never notified of escalations")
     if not roles:

@@ -169,12 +169,23 @@ class Policies(Protocol):
 class UnitOfWork(Protocol):
     """`async with uow:` rolls back unless `commit()` was called inside."""
 
-    members: Members
-    sessions: Sessions
-    handoffs: Handoffs
-    deliveries: Deliveries
-    timeline: Timeline
-    policies: Policies
+    @property
+    def members(self) -> Members: ...
+
+    @property
+    def sessions(self) -> Sessions: ...
+
+    @property
+    def handoffs(self) -> Handoffs: ...
+
+    @property
+    def deliveries(self) -> Deliveries: ...
+
+    @property
+    def timeline(self) -> Timeline: ...
+
+    @property
+    def policies(self) -> Policies: ...
 
     async def __aenter__(self) -> Self: ...
 

@@ -53,6 +53,7 @@ OUTCOME_EVENTS = {
     DeliveryStatus.DEAD: EventType.DELIVERY_DEAD,
 }
 FELL_BACK = "recipient had no live stream; sent by email instead"
+EMAILED_ANYWAY = "recipient had no live stream; the email sent with this push reaches them"
 
 
 @define
@@ -231,7 +232,7 @@ class DeliveryService:
     async def _deliver(self, leased: Sequence[Delivery]) -> int:
         now = self._clock.now()
         batch = await self._context(leased)
-        fallbacks: list[Delivery] = []
+        fallbacks: dict[str, Delivery] = {}  # by the push delivery each one replaces
         emails: list[Delivery] = []
         pushes: list[Delivery] = []
         for d in leased:
@@ -246,7 +247,11 @@ class DeliveryService:
         return await self._record(leased, batch, fallbacks)
 
     async def _push(
-        self, pushes: list[Delivery], batch: _Batch, now: object, fallbacks: list[Delivery]
+        self,
+        pushes: list[Delivery],
+        batch: _Batch,
+        now: object,
+        fallbacks: dict[str, Delivery],
     ) -> None:
         by_account: dict[str, list[Delivery]] = defaultdict(list)
         for d in pushes:
@@ -264,20 +269,22 @@ class DeliveryService:
                 if d.recipient_id in online and await self._publish(d, batch):
                     d.mark_sent(self._clock.now())
                     continue
+                policy = batch.handoffs[d.handoff_id].policy
+                if policy is not None and policy.email_online_too:
+                    d.mark_cancelled(EMAILED_ANYWAY)  # a fallback would be a second email
+                    continue
                 d.mark_cancelled(FELL_BACK)
-                fallbacks.append(
-                    Delivery(
-                        id=self._make_id(),
-                        account_id=d.account_id,
-                        handoff_id=d.handoff_id,
-                        recipient_id=d.recipient_id,
-                        address=d.address,
-                        channel=Channel.EMAIL,
-                        kind=d.kind,
-                        created_at=self._clock.now(),
-                        next_attempt_at=self._clock.now(),
-                        round=d.round,
-                    )
+                fallbacks[d.id] = Delivery(
+                    id=self._make_id(),
+                    account_id=d.account_id,
+                    handoff_id=d.handoff_id,
+                    recipient_id=d.recipient_id,
+                    address=d.address,
+                    channel=Channel.EMAIL,
+                    kind=d.kind,
+                    created_at=self._clock.now(),
+                    next_attempt_at=self._clock.now(),
+                    round=d.round,
                 )
 
     async def _publish(self, d: Delivery, batch: _Batch) -> bool:
@@ -341,9 +348,10 @@ class DeliveryService:
                 d.mark_deferred(outcome.error or "temporary failure", retry_at)
 
     async def _record(
-        self, leased: Sequence[Delivery], batch: _Batch, fallbacks: list[Delivery]
+        self, leased: Sequence[Delivery], batch: _Batch, fallbacks: dict[str, Delivery]
     ) -> int:
         events: list[TimelineEvent] = []
+        recorded: set[str] = set()
         async with self._uow() as uow:
             for d in leased:
                 if not await uow.deliveries.record(d):
@@ -352,6 +360,7 @@ class DeliveryService:
                         extra={"delivery_id": d.id, "worker": self.worker_id},
                     )
                     continue
+                recorded.add(d.id)
                 event_type = OUTCOME_EVENTS.get(d.status)
                 handoff = batch.handoffs.get(d.handoff_id)
                 if event_type is not None and handoff is not None:
@@ -374,8 +383,11 @@ class DeliveryService:
                             )
                         )
                     )
-            if fallbacks:
-                await uow.deliveries.add_many(fallbacks)
+            # A push whose lease was lost (cancelled by a claim or withdraw meanwhile, or taken
+            # by another worker) is not ours to replace: no fallback email for it.
+            kept = [f for push_id, f in fallbacks.items() if push_id in recorded]
+            if kept:
+                await uow.deliveries.add_many(kept)
             await uow.commit()
         await announce(self._announcer, events)
         return sum(1 for d in leased if d.status is DeliveryStatus.SENT)

@@ -32,6 +32,7 @@ from handoff_core.services.common import (
     announce,
     existing_handoff,
     existing_session,
+    log,
 )
 
 IDEMPOTENCY_KEY_MAX = 200
@@ -85,6 +86,17 @@ class HandoffService:
         self._presence: Presence = presence or NobodyOnline()
         self._announcer: Announcer = announcer or SilentAnnouncer()
         self._make_id = make_id
+
+    async def _online(self, account_id: str, member_ids: list[str]) -> frozenset[str]:
+        """Presence is only a hint for the channel: if it cannot answer, everyone gets email
+        rather than the escalation failing."""
+        try:
+            return await self._presence.online(account_id, member_ids)
+        except Exception:
+            log.exception(
+                "presence lookup failed; emailing everyone", extra={"account_id": account_id}
+            )
+            return frozenset()
 
     async def _commit(self, uow: UnitOfWork, events: list[TimelineEvent]) -> list[TimelineEvent]:
         stored = [await uow.timeline.add(e) for e in events]
@@ -250,7 +262,7 @@ class HandoffService:
                     actor, handoff_id=handoff_id, notes=notes, policy=policy, now=now
                 )
                 candidates = await uow.members.eligible(account_id, policy.roles)
-                online = await self._presence.online(
+                online = await self._online(
                     account_id, [m.id for m in candidates if m.id != actor.id]
                 )
                 deliveries = plan(handoff, candidates, online, policy, now, self._make_id)

@@ -1,0 +1,142 @@
+"""The wire form of a notice: built once per notice body, addressed per recipient.
+
+A fan-out sends one body to many people, so the multipart/alternative body (both parts, encoded)
+and the Subject are rendered once per `NoticeBody` with the compat32 `email.mime` classes, which
+are an order of magnitude cheaper than `EmailMessage`; each recipient then costs only a few
+header lines. Every header value is folded to one logical line and RFC 2047-encoded when it is not
+ASCII, so a summary or name carrying CR/LF can never start a header of its own.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email.charset import QP, Charset
+from email.generator import BytesGenerator
+from email.header import Header
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
+from email.policy import compat32
+from email.utils import format_datetime, parseaddr
+from io import BytesIO
+
+from attrs import frozen
+
+from handoff_core.notice import Notice, NoticeBody
+
+CRLF = "\r\n"
+_UTF8_QP = Charset("utf-8")
+# Quoted-printable for every part: 7-bit safe, readable in a raw mailbox, and it wraps the HTML
+# part (one long line) under SMTP's 998-octet line limit.
+_UTF8_QP.body_encoding = QP
+
+
+def date_header() -> str:
+    """Now, as RFC 5322 writes it in UTC (`+0000`)."""
+    return format_datetime(datetime.now(UTC))
+
+
+def one_line(text: str) -> str:
+    """Collapse every kind of line break and control character into single spaces."""
+    cleaned = "".join(ch if ch.isprintable() or ch == " " else " " for ch in text)
+    return " ".join(cleaned.split())
+
+
+def encode_header(name: str, value: str, linesep: str) -> str:
+    """`Name: value` folded under 78 columns, encoded words when the value is not ASCII."""
+    text = one_line(value)
+    charset = "us-ascii" if text.isascii() else "utf-8"
+    encoded = Header(text, charset, header_name=name).encode(linesep=linesep)
+    return f"{name}: {encoded}"
+
+
+def check_address(address: str) -> str:
+    """An envelope address must be plain ASCII on one line, or no server could be given it."""
+    if not address or not address.isascii() or any(not ch.isprintable() for ch in address):
+        raise ValueError(f"address {address!r} cannot be put in a message header")
+    if any(ch.isspace() or ch in '<>,;"()' for ch in address) or address.count("@") != 1:
+        raise ValueError(f"address {address!r} is not a single plain address")
+    return address
+
+
+def format_address(name: str, address: str, linesep: str) -> str:
+    """`Name <address>` with the name quoted or encoded as RFC 5322 asks."""
+    check_address(address)
+    name = one_line(name)
+    if not name:
+        return address
+    if name.isascii():
+        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{quoted}" <{address}>'
+    encoded = Header(name, "utf-8", header_name="To").encode(linesep=linesep)
+    return f"{encoded} <{address}>"
+
+
+def envelope_sender(mail_from: str) -> str:
+    """The bare address of a From that may carry a display name."""
+    _, address = parseaddr(mail_from)
+    return check_address(address)
+
+
+def from_header(mail_from: str, linesep: str = CRLF) -> str:
+    name, address = parseaddr(mail_from)
+    return f"From: {format_address(name, address, linesep)}"
+
+
+@frozen
+class Template:
+    """What every recipient of one notice body shares, already on the wire."""
+
+    subject: bytes
+    body: bytes
+
+
+def template(body: NoticeBody, linesep: str = CRLF) -> Template:
+    """The Subject line and the encoded multipart/alternative of one notice body."""
+    multipart = MIMEMultipart("alternative")
+    for content, subtype in ((body.text, "plain"), (body.html, "html")):
+        part = MIMENonMultipart("text", subtype, charset="utf-8")
+        part.set_payload(content, _UTF8_QP)
+        del part["MIME-Version"]  # said once, at the top
+        multipart.attach(part)
+    buffer = BytesIO()
+    BytesGenerator(buffer, policy=compat32.clone(linesep=linesep)).flatten(multipart)
+    subject = encode_header("Subject", body.subject, linesep) + linesep
+    return Template(subject=subject.encode("ascii"), body=buffer.getvalue())
+
+
+def render(
+    notice: Notice,
+    shared: Template,
+    *,
+    sender_line: str,
+    date: str | None = None,
+    linesep: str = CRLF,
+) -> bytes:
+    """One recipient's message: its own address lines in front of the shared part."""
+    message_id = one_line(notice.message_id)
+    if not (message_id.startswith("<") and message_id.endswith(">") and message_id.isascii()):
+        raise ValueError(f"message id {notice.message_id!r} is not of the form <id@host>")
+    if " " in message_id:
+        raise ValueError(f"message id {notice.message_id!r} must not contain spaces")
+    lines = (
+        sender_line,
+        f"To: {format_address(notice.to_name, notice.to_address, linesep)}",
+        f"Date: {date or date_header()}",
+        f"Message-ID: {message_id}",
+        "Auto-Submitted: auto-generated",
+    )
+    head = linesep.join(lines) + linesep
+    return head.encode("ascii") + shared.subject + shared.body
+
+
+def build_message(
+    notice: Notice, mail_from: str, *, date: str | None = None, linesep: str = CRLF
+) -> bytes:
+    """A whole message for one notice, for callers that send one at a time."""
+    return render(
+        notice,
+        template(notice.body, linesep),
+        sender_line=from_header(mail_from, linesep),
+        date=date,
+        linesep=linesep,
+    )

@@ -1,0 +1,267 @@
+"""The engine behind every unit of work: URL options, pooling and SQLite's locking rules.
+
+SQLite (the embedded default) runs in WAL mode with a busy timeout, and every unit of work
+begins with BEGIN IMMEDIATE: it takes the write lock up front, so two writers queue instead of
+one failing halfway with "database is locked". Within one process the writers also queue on an
+asyncio lock, which is fair and costs no polling; across processes SQLite's busy timeout does it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from attrs import frozen
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from handoff_core.errors import StorageUnavailable
+from handoff_core.ports import Clock
+
+if TYPE_CHECKING:
+    from handoff_sql.presence import SqlPresence
+    from handoff_sql.uow import SqlUnitOfWork
+
+DEFAULT_URL = "sqlite+aiosqlite:///./handoff.db"
+DEFAULT_BUSY_TIMEOUT = 15.0
+DEFAULT_CONNECT_TIMEOUT = 10.0
+BEGIN_MODE = "handoff_begin"
+
+_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+
+
+class BadDatabaseUrl(ValueError):
+    """The database URL cannot be used; the message says which part and why."""
+
+
+def _flag(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise BadDatabaseUrl(f"database URL option {name}={raw!r} must be true or false")
+
+
+def _number(kind: type[int] | type[float], name: str, raw: str) -> Any:
+    try:
+        value = kind(raw)
+    except ValueError:
+        noun = "an integer" if kind is int else "a number"
+        raise BadDatabaseUrl(f"database URL option {name}={raw!r} must be {noun}") from None
+    if value < 0:
+        raise BadDatabaseUrl(f"database URL option {name}={raw!r} must not be negative")
+    return value
+
+
+_POOL_OPTIONS: dict[str, type[int] | type[float] | type[bool]] = {
+    "pool_size": int,
+    "max_overflow": int,
+    "pool_timeout": float,
+    "pool_recycle": int,
+    "pool_pre_ping": bool,
+}
+_OWN_OPTIONS: dict[str, type[int] | type[float]] = {
+    "busy_timeout": float,
+    "connect_timeout": float,
+}
+
+
+@frozen
+class DatabaseUrl:
+    """A URL split into what the driver sees and what the pool and this adapter take from it.
+
+    `?pool_size=&max_overflow=&pool_timeout=&pool_recycle=&pool_pre_ping=` size the pool;
+    `?busy_timeout=` (seconds, SQLite) bounds the wait for the write lock and
+    `?connect_timeout=` (seconds, PostgreSQL) the wait for a connection.
+    """
+
+    url: URL
+    pool: dict[str, Any]
+    busy_timeout: float
+    connect_timeout: float
+
+    @property
+    def dialect(self) -> str:
+        return self.url.get_backend_name()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    def show(self) -> str:
+        """The URL as it may be printed: never with the password."""
+        return self.url.render_as_string(hide_password=True)
+
+    @classmethod
+    def parse(cls, raw: str | URL) -> DatabaseUrl:
+        try:
+            url = make_url(raw)
+        except ArgumentError:
+            raise BadDatabaseUrl(
+                "database URL is not a URL like sqlite+aiosqlite:///./handoff.db "
+                "or postgresql+asyncpg://user@host/db"
+            ) from None
+        driver = _DRIVERS.get(url.drivername)
+        if driver is None:
+            raise BadDatabaseUrl(
+                f"database URL scheme {url.drivername!r} is not supported; "
+                "use sqlite+aiosqlite:// or postgresql+asyncpg://"
+            )
+        query = dict(url.query)
+        pool: dict[str, Any] = {}
+        own: dict[str, Any] = {}
+        for name, kind in _POOL_OPTIONS.items():
+            if name in query:
+                raw_value = _single(name, query.pop(name))
+                pool[name] = (
+                    _flag(name, raw_value) if kind is bool else _number(kind, name, raw_value)
+                )
+        for name, number in _OWN_OPTIONS.items():
+            if name in query:
+                own[name] = _number(number, name, _single(name, query.pop(name)))
+        if driver == "sqlite+aiosqlite" and url.database in (None, "", ":memory:"):
+            raise BadDatabaseUrl(
+                "an in-memory SQLite database is not shared between connections; "
+                "use a file, e.g. sqlite+aiosqlite:///./handoff.db"
+            )
+        return cls(
+            url=url.set(drivername=driver, query=query),
+            pool=pool,
+            busy_timeout=own.get("busy_timeout", DEFAULT_BUSY_TIMEOUT),
+            connect_timeout=own.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+        )
+
+
+def _single(name: str, value: str | tuple[str, ...]) -> str:
+    if isinstance(value, tuple):
+        raise BadDatabaseUrl(f"database URL option {name} is given more than once")
+    return value
+
+
+def build_engine(target: DatabaseUrl, **options: Any) -> AsyncEngine:
+    """An engine for `target`; `options` (pool sizes and the like) win over the URL's."""
+    settings = {**target.pool, **options}
+    if not target.is_sqlite:
+        connect_args = {
+            "timeout": target.connect_timeout,
+            "server_settings": {"application_name": "handoff"},
+        }
+        return create_async_engine(target.url, connect_args=connect_args, **settings)
+    engine = create_async_engine(
+        target.url, connect_args={"timeout": target.busy_timeout}, **settings
+    )
+    busy_ms = int(target.busy_timeout * 1000)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
+        # Take BEGIN away from the driver so that the "begin" hook below decides its mode.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "PRAGMA journal_mode=WAL",
+            f"PRAGMA busy_timeout={busy_ms}",
+            "PRAGMA foreign_keys=ON",
+            "PRAGMA synchronous=NORMAL",
+        ):
+            cursor.execute(pragma)
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        mode = connection.get_execution_options().get(BEGIN_MODE, "IMMEDIATE")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+class SqlDatabase:
+    """A whole SQL database: call it for a fresh unit of work (a UnitOfWorkFactory).
+
+    `SqlDatabase(url, pool_size=…)`; `await start()` before use and `await close()` at the end
+    (or `async with`). The schema is made by `handoff_sql.upgrade(url)`.
+    """
+
+    def __init__(self, url: str | URL = DEFAULT_URL, **engine_options: Any) -> None:
+        self.target = DatabaseUrl.parse(url)
+        self._options = engine_options
+        self._engine: AsyncEngine | None = None
+        self._writer: asyncio.Lock | None = None
+        self._writer_loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def dialect(self) -> str:
+        return self.target.dialect
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            self._engine = build_engine(self.target, **self._options)
+        return self._engine
+
+    async def start(self) -> None:
+        """Make the engine; connections are opened on first use."""
+        _ = self.engine
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            engine, self._engine = self._engine, None
+            await engine.dispose()
+
+    async def __aenter__(self) -> SqlDatabase:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def __call__(self) -> SqlUnitOfWork:
+        from handoff_sql.uow import SqlUnitOfWork
+
+        return SqlUnitOfWork(self)
+
+    def presence(self, clock: Clock | None = None) -> SqlPresence:
+        """Presence kept in this database, so every process sees every stream."""
+        from handoff_sql.presence import SqlPresence
+
+        return SqlPresence(self, clock)
+
+    async def ping(self) -> bool:
+        """True if the database answers (for a readiness probe); never raises."""
+        from sqlalchemy import text
+
+        try:
+            async with self.engine.connect() as conn:
+                reader = await conn.execution_options(**{BEGIN_MODE: "DEFERRED"})
+                await reader.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    async def hold_writer(self) -> bool:
+        """On SQLite, wait for this process's turn to write; False on PostgreSQL (no need)."""
+        if not self.target.is_sqlite:
+            return False
+        loop = asyncio.get_running_loop()
+        if self._writer is None or self._writer_loop is not loop:
+            self._writer, self._writer_loop = asyncio.Lock(), loop
+        try:
+            await asyncio.wait_for(self._writer.acquire(), timeout=self.target.busy_timeout)
+        except TimeoutError:
+            raise StorageUnavailable(
+                f"storage unavailable: {self.target.show()} stayed busy for "
+                f"{self.target.busy_timeout:g} s (another unit of work held it)"
+            ) from None
+        return True
+
+    def release_writer(self) -> None:
+        if self._writer is not None and self._writer.locked():
+            self._writer.release()

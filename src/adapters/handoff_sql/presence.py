@@ -1,0 +1,117 @@
+"""Who has a live stream open, kept in the database so every process sees every stream.
+
+A stream is a row with an expiry: the process that holds the stream renews it with heartbeats,
+and a process that dies simply stops renewing, so its streams lapse without anyone cleaning up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from handoff_core.ports import Clock
+from handoff_sql.database import BEGIN_MODE
+from handoff_sql.repositories import upsert_insert
+from handoff_sql.tables import presence
+from handoff_sql.uow import translated
+
+if TYPE_CHECKING:
+    from handoff_sql.database import SqlDatabase
+
+# PostgreSQL takes at most 32,767 parameters in one statement; stay well below.
+_CHUNK = 1_000
+
+
+class _SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+def _positive(ttl_seconds: float) -> timedelta:
+    if not ttl_seconds > 0:
+        raise ValueError("ttl_seconds must be greater than 0")
+    return timedelta(seconds=ttl_seconds)
+
+
+class SqlPresence:
+    """The core's Presence port, plus the stream lifecycle the push endpoint drives.
+
+    Each call is its own short transaction, never part of a unit of work: `online` is asked in
+    the middle of an escalation's unit of work, and on SQLite it reads without the write lock.
+    """
+
+    def __init__(self, database: SqlDatabase, clock: Clock | None = None) -> None:
+        self._db = database
+        self._clock: Clock = clock or _SystemClock()
+        self._where = database.target.show()
+
+    async def _write(self, statement: Any, doing: str) -> int:
+        with translated(self._where, doing):
+            async with self._db.engine.begin() as conn:
+                result = await conn.execute(statement)
+                return int(result.rowcount)
+
+    async def enter(
+        self, account_id: str, member_id: str, stream_id: str, ttl_seconds: float
+    ) -> None:
+        """A stream opened (or reopened under the same id)."""
+        expires_at = self._clock.now() + _positive(ttl_seconds)
+        statement = upsert_insert(self._db.dialect, presence).values(
+            stream_id=stream_id, account_id=account_id, member_id=member_id, expires_at=expires_at
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[presence.c.stream_id],
+            set_={
+                "account_id": statement.excluded.account_id,
+                "member_id": statement.excluded.member_id,
+                "expires_at": statement.excluded.expires_at,
+            },
+        )
+        await self._write(statement, "record a live stream")
+
+    async def heartbeat(self, stream_id: str, ttl_seconds: float) -> bool:
+        """Keep a stream alive; False if it is unknown (it lapsed or left), so the caller can
+        enter again."""
+        expires_at = self._clock.now() + _positive(ttl_seconds)
+        statement = (
+            sa.update(presence)
+            .where(presence.c.stream_id == stream_id)
+            .values(expires_at=expires_at)
+        )
+        return await self._write(statement, "renew a live stream") > 0
+
+    async def leave(self, stream_id: str) -> None:
+        await self._write(
+            sa.delete(presence).where(presence.c.stream_id == stream_id), "forget a live stream"
+        )
+
+    async def purge(self) -> int:
+        """Delete lapsed streams; they are already ignored, this only keeps the table small."""
+        statement = sa.delete(presence).where(presence.c.expires_at <= self._clock.now())
+        return await self._write(statement, "purge lapsed streams")
+
+    async def online(self, account_id: str, member_ids: Collection[str]) -> frozenset[str]:
+        wanted = sorted(set(member_ids))
+        if not wanted:
+            return frozenset()
+        now = self._clock.now()
+        found: set[str] = set()
+        with translated(self._where, "look up live streams"):
+            async with self._db.engine.connect() as conn:
+                reader = await conn.execution_options(**{BEGIN_MODE: "DEFERRED"})
+                for start in range(0, len(wanted), _CHUNK):
+                    query = (
+                        sa.select(presence.c.member_id)
+                        .distinct()
+                        .where(
+                            presence.c.account_id == account_id,
+                            presence.c.member_id.in_(wanted[start : start + _CHUNK]),
+                            presence.c.expires_at > now,
+                        )
+                    )
+                    found.update((await reader.execute(query)).scalars())
+                await reader.rollback()
+        return frozenset(found)

@@ -1,0 +1,260 @@
+"""Members, sessions, handoffs and policies over one unit of work's transaction.
+
+State changes that race (claim, close, the next reminder, a session's version) are each one
+conditional UPDATE: the database decides who wins, never a read followed by a write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from handoff_core.errors import Conflict, IdempotencyConflict
+from handoff_core.model import (
+    EscalationPolicy,
+    Handoff,
+    HandoffStatus,
+    Intent,
+    Member,
+    Role,
+    Session,
+)
+from handoff_sql import rows
+from handoff_sql.tables import handoffs, members, policies, sessions
+
+if TYPE_CHECKING:
+    from handoff_sql.uow import SqlUnitOfWork
+
+
+def upsert_insert(dialect: str, table: sa.Table) -> Any:
+    """An INSERT that can say ON CONFLICT, in the dialect's own spelling."""
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+
+
+class SqlRepository:
+    def __init__(self, uow: SqlUnitOfWork) -> None:
+        self._uow = uow
+
+
+class SqlMembers(SqlRepository):
+    async def get(self, account_id: str, member_id: str) -> Member | None:
+        query = sa.select(members).where(
+            members.c.account_id == account_id, members.c.id == member_id
+        )
+        row = (await self._uow.execute(query)).mappings().first()
+        return rows.member_of(row) if row is not None else None
+
+    async def _listed(self, account_id: str, *conditions: Any) -> list[Member]:
+        query = (
+            sa.select(members)
+            .where(members.c.account_id == account_id, members.c.deleted_at.is_(None), *conditions)
+            .order_by(members.c.id)
+        )
+        return [rows.member_of(r) for r in (await self._uow.execute(query)).mappings()]
+
+    async def current(self, account_id: str) -> list[Member]:
+        return await self._listed(account_id)
+
+    async def eligible(self, account_id: str, roles: Collection[Role]) -> list[Member]:
+        return await self._listed(
+            account_id, members.c.active.is_(True), members.c.role.in_([Role(r) for r in roles])
+        )
+
+    async def save(self, member: Member) -> None:
+        values = rows.member_values(member)
+        statement = upsert_insert(self._uow.dialect, members).values(values)
+        statement = statement.on_conflict_do_update(
+            index_elements=[members.c.account_id, members.c.id],
+            set_={k: statement.excluded[k] for k in values if k not in ("account_id", "id")},
+        )
+        await self._uow.execute(statement, doing="save a member")
+
+
+class SqlSessions(SqlRepository):
+    async def get(self, account_id: str, session_id: str) -> Session | None:
+        query = sa.select(sessions).where(
+            sessions.c.account_id == account_id, sessions.c.id == session_id
+        )
+        row = (await self._uow.execute(query)).mappings().first()
+        return rows.session_of(row) if row is not None else None
+
+    async def add(self, session: Session) -> None:
+        values = {**rows.session_values(session), "version": 1}
+        statement = (
+            upsert_insert(self._uow.dialect, sessions)
+            .values(values)
+            .on_conflict_do_nothing()
+            .returning(sessions.c.id)
+        )
+        if (await self._uow.execute(statement, doing="add a session")).first() is None:
+            raise Conflict(f"session {session.id} already exists")
+        session.version = 1
+
+    async def update(self, session: Session) -> None:
+        values = rows.session_values(session)
+        for key in ("account_id", "id", "owner_id", "created_at"):
+            values.pop(key)
+        values["version"] = session.version + 1
+        statement = (
+            sa.update(sessions)
+            .where(
+                sessions.c.account_id == session.account_id,
+                sessions.c.id == session.id,
+                sessions.c.version == session.version,
+            )
+            .values(values)
+        )
+        result = await self._uow.execute(statement, doing="update a session")
+        if result.rowcount != 1:
+            raise Conflict(f"session {session.id} was changed by someone else; reload and retry")
+        session.version += 1
+
+
+_OPEN_ESCALATION = (handoffs.c.status == HandoffStatus.OPEN, handoffs.c.intent == Intent.ESCALATE)
+
+
+class SqlHandoffs(SqlRepository):
+    def _one(self, account_id: str, handoff_id: str) -> tuple[Any, Any]:
+        return handoffs.c.account_id == account_id, handoffs.c.id == handoff_id
+
+    async def _first(self, query: sa.Select[Any]) -> Handoff | None:
+        row = (await self._uow.execute(query)).mappings().first()
+        return rows.handoff_of(row) if row is not None else None
+
+    async def _all(self, query: sa.Select[Any]) -> list[Handoff]:
+        return [rows.handoff_of(r) for r in (await self._uow.execute(query)).mappings()]
+
+    async def get(self, account_id: str, handoff_id: str) -> Handoff | None:
+        return await self._first(sa.select(handoffs).where(*self._one(account_id, handoff_id)))
+
+    async def add(self, handoff: Handoff) -> None:
+        """DO NOTHING rather than fail on a duplicate: the transaction stays usable, and a
+        concurrent insert of the same key waits for the first and then loses here."""
+        statement = (
+            upsert_insert(self._uow.dialect, handoffs)
+            .values(rows.handoff_values(handoff))
+            .on_conflict_do_nothing()
+            .returning(handoffs.c.id)
+        )
+        if (await self._uow.execute(statement, doing="add a handoff")).first() is not None:
+            return
+        key = handoff.idempotency_key
+        if key is not None and await self.by_idempotency_key(handoff.account_id, key):
+            raise IdempotencyConflict("this Idempotency-Key was already used")
+        raise Conflict(f"handoff {handoff.id} already exists")
+
+    async def by_idempotency_key(self, account_id: str, key: str) -> Handoff | None:
+        return await self._first(
+            sa.select(handoffs).where(
+                handoffs.c.account_id == account_id, handoffs.c.idempotency_key == key
+            )
+        )
+
+    async def open_for_session(self, account_id: str, session_id: str) -> Handoff | None:
+        return await self._first(
+            sa.select(handoffs)
+            .where(
+                handoffs.c.account_id == account_id,
+                handoffs.c.session_id == session_id,
+                handoffs.c.status == HandoffStatus.OPEN,
+            )
+            .order_by(handoffs.c.created_at, handoffs.c.id)
+            .limit(1)
+        )
+
+    async def for_session(self, account_id: str, session_id: str) -> list[Handoff]:
+        return await self._all(
+            sa.select(handoffs)
+            .where(handoffs.c.account_id == account_id, handoffs.c.session_id == session_id)
+            .order_by(handoffs.c.created_at, handoffs.c.id)
+        )
+
+    async def _change(self, where: tuple[Any, ...], values: dict[str, Any], doing: str) -> bool:
+        statement = sa.update(handoffs).where(*where).values(values).returning(handoffs.c.id)
+        return (await self._uow.execute(statement, doing=doing)).first() is not None
+
+    async def claim(self, account_id: str, handoff_id: str, claimer_id: str, at: datetime) -> bool:
+        return await self._change(
+            (*self._one(account_id, handoff_id), *_OPEN_ESCALATION),
+            {
+                "status": HandoffStatus.CLAIMED,
+                "claimed_by": claimer_id,
+                "claimed_at": at,
+                "closed_at": at,
+                "next_reminder_at": None,
+            },
+            "claim a handoff",
+        )
+
+    async def close(
+        self, account_id: str, handoff_id: str, status: HandoffStatus, at: datetime
+    ) -> bool:
+        return await self._change(
+            (*self._one(account_id, handoff_id), handoffs.c.status == HandoffStatus.OPEN),
+            {"status": status, "closed_at": at, "next_reminder_at": None},
+            "close a handoff",
+        )
+
+    async def escalations(
+        self,
+        account_id: str,
+        *,
+        statuses: Collection[HandoffStatus] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Handoff]:
+        conditions = [handoffs.c.account_id == account_id, handoffs.c.intent == Intent.ESCALATE]
+        if statuses is not None:
+            conditions.append(handoffs.c.status.in_([HandoffStatus(s) for s in statuses]))
+        if since is not None:
+            conditions.append(handoffs.c.created_at >= since)
+        if until is not None:
+            conditions.append(handoffs.c.created_at < until)
+        return await self._all(
+            sa.select(handoffs).where(*conditions).order_by(handoffs.c.created_at, handoffs.c.id)
+        )
+
+    async def reminders_due(self, now: datetime, limit: int) -> list[Handoff]:
+        return await self._all(
+            sa.select(handoffs)
+            .where(
+                handoffs.c.status == HandoffStatus.OPEN,
+                handoffs.c.next_reminder_at.is_not(None),
+                handoffs.c.next_reminder_at <= now,
+            )
+            .order_by(handoffs.c.next_reminder_at, handoffs.c.id)
+            .limit(limit)
+        )
+
+    async def advance_reminder(
+        self, account_id: str, handoff_id: str, round: int, next_at: datetime | None
+    ) -> bool:
+        return await self._change(
+            (
+                *self._one(account_id, handoff_id),
+                handoffs.c.status == HandoffStatus.OPEN,
+                handoffs.c.reminders_sent == round - 1,
+            ),
+            {"reminders_sent": round, "next_reminder_at": next_at},
+            "record a reminder",
+        )
+
+
+class SqlPolicies(SqlRepository):
+    async def get(self, account_id: str) -> EscalationPolicy | None:
+        query = sa.select(policies.c.policy).where(policies.c.account_id == account_id)
+        raw = (await self._uow.execute(query)).scalar_one_or_none()
+        return rows.policy_of(raw)
+
+    async def put(self, account_id: str, policy: EscalationPolicy) -> None:
+        statement = upsert_insert(self._uow.dialect, policies).values(
+            account_id=account_id, policy=policy.to_dict()
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[policies.c.account_id], set_={"policy": statement.excluded.policy}
+        )
+        await self._uow.execute(statement, doing="save the escalation policy")

@@ -1,0 +1,224 @@
+"""The schema, as SQLAlchemy Core tables. Only this adapter knows it; the core never does.
+
+Every key and index leads with `account_id`, so one account's rows sit together and a query
+that forgets the account cannot use an index by accident. The exceptions are the worker's
+cross-account queues (due deliveries, due reminders, leases), the timeline's identity key and
+presence streams, each indexed for the query that reads it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+from handoff_core.model import (
+    Channel,
+    DeliveryStatus,
+    HandoffStatus,
+    Intent,
+    NoticeKind,
+    Role,
+    SessionStatus,
+)
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """Aware UTC in and out. SQLite keeps naive text, so the zone is put back on the way out."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r} cannot be stored; use aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class EnumText(sa.TypeDecorator[Any]):
+    """A StrEnum stored as its plain string value: no database enum type to migrate."""
+
+    impl = sa.String()
+    cache_ok = True
+
+    def __init__(self, enum: type[StrEnum]) -> None:
+        super().__init__()
+        self.enum = enum
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        return None if value is None else self.enum(value)
+
+
+def json_dumps(value: object) -> str:
+    """Compact UTF-8 JSON. A lone surrogate (an undecodable byte in an SMTP reply, say) cannot be
+    stored by either database, so it becomes U+FFFD instead of failing the whole write."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+# JSON, not JSONB, on PostgreSQL too: JSONB rewrites numbers (1.2345678901234567e+20 comes back
+# as an integer), reorders keys and refuses "\u0000", so what was saved would not be what is
+# loaded. Nothing queries inside these documents.
+Json = sa.JSON(none_as_null=True)
+Id = sa.String()
+Text = sa.String()
+When = UtcDateTime()
+TimelineId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+members = sa.Table(
+    "members",
+    metadata,
+    sa.Column("account_id", Id, nullable=False),
+    sa.Column("id", Id, nullable=False),
+    sa.Column("email", Text, nullable=False),
+    sa.Column("name", Text, nullable=False),
+    sa.Column("role", EnumText(Role), nullable=False),
+    sa.Column("active", sa.Boolean(), nullable=False),
+    sa.Column("deleted_at", When, nullable=True),
+    sa.PrimaryKeyConstraint("account_id", "id"),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("account_id", Id, nullable=False),
+    sa.Column("id", Id, nullable=False),
+    sa.Column("owner_id", Id, nullable=False),
+    sa.Column("assignee_id", Id, nullable=False),
+    sa.Column("status", EnumText(SessionStatus), nullable=False),
+    sa.Column("problem_summary", Text, nullable=False),
+    sa.Column("context", Json, nullable=False),
+    sa.Column("handoff_count", sa.Integer(), nullable=False),
+    sa.Column("escalation_package", Json, nullable=True),
+    sa.Column("created_at", When, nullable=False),
+    sa.Column("updated_at", When, nullable=False),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint("account_id", "id"),
+    sa.Index(None, "account_id", "assignee_id"),
+)
+
+handoffs = sa.Table(
+    "handoffs",
+    metadata,
+    sa.Column("account_id", Id, nullable=False),
+    sa.Column("id", Id, nullable=False),
+    sa.Column("session_id", Id, nullable=False),
+    sa.Column("intent", EnumText(Intent), nullable=False),
+    sa.Column("engineer_notes", Text, nullable=False),
+    sa.Column("created_by", Id, nullable=False),
+    sa.Column("created_at", When, nullable=False),
+    sa.Column("snapshot", Json, nullable=False),
+    sa.Column("status", EnumText(HandoffStatus), nullable=False),
+    sa.Column("claimed_by", Id, nullable=True),
+    sa.Column("claimed_at", When, nullable=True),
+    sa.Column("closed_at", When, nullable=True),
+    sa.Column("policy", Json, nullable=True),
+    sa.Column("reminders_sent", sa.Integer(), nullable=False),
+    sa.Column("next_reminder_at", When, nullable=True),
+    sa.Column("idempotency_key", Text, nullable=True),
+    sa.Column("request_fingerprint", Text, nullable=True),
+    sa.PrimaryKeyConstraint("account_id", "id"),
+    sa.ForeignKeyConstraint(["account_id", "session_id"], ["sessions.account_id", "sessions.id"]),
+    sa.UniqueConstraint("account_id", "idempotency_key"),
+    sa.Index(None, "account_id", "session_id", "status"),
+    sa.Index(None, "account_id", "intent", "created_at"),
+    sa.Index(None, "status", "next_reminder_at"),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("account_id", Id, nullable=False),
+    sa.Column("id", Id, nullable=False),
+    sa.Column("handoff_id", Id, nullable=False),
+    sa.Column("recipient_id", Id, nullable=False),
+    sa.Column("address", Text, nullable=False),
+    sa.Column("channel", EnumText(Channel), nullable=False),
+    sa.Column("kind", EnumText(NoticeKind), nullable=False),
+    sa.Column("created_at", When, nullable=False),
+    sa.Column("next_attempt_at", When, nullable=False),
+    sa.Column("status", EnumText(DeliveryStatus), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("last_error", Text, nullable=True),
+    sa.Column("sent_at", When, nullable=True),
+    sa.Column("round", sa.Integer(), nullable=False),
+    sa.Column("leased_by", Text, nullable=True),
+    sa.Column("leased_until", When, nullable=True),
+    sa.PrimaryKeyConstraint("account_id", "id"),
+    sa.ForeignKeyConstraint(["account_id", "handoff_id"], ["handoffs.account_id", "handoffs.id"]),
+    sa.Index(None, "account_id", "handoff_id", "status"),
+    sa.Index(None, "status", "next_attempt_at"),
+    sa.Index(None, "leased_by"),
+)
+
+timeline = sa.Table(
+    "timeline",
+    metadata,
+    sa.Column("id", TimelineId, sa.Identity(), primary_key=True),
+    sa.Column("account_id", Id, nullable=False),
+    sa.Column("session_id", Id, nullable=False),
+    sa.Column("handoff_id", Id, nullable=True),
+    sa.Column("type", Text, nullable=False),
+    sa.Column("actor_id", Id, nullable=True),
+    sa.Column("at", When, nullable=False),
+    sa.Column("data", Json, nullable=False),
+    sa.ForeignKeyConstraint(["account_id", "session_id"], ["sessions.account_id", "sessions.id"]),
+    sa.ForeignKeyConstraint(["account_id", "handoff_id"], ["handoffs.account_id", "handoffs.id"]),
+    sa.Index(None, "account_id", "id"),
+    sa.Index(None, "account_id", "session_id", "id"),
+    sa.Index(None, "account_id", "handoff_id", "type", "id"),
+    sqlite_autoincrement=True,
+)
+
+policies = sa.Table(
+    "policies",
+    metadata,
+    sa.Column("account_id", Id, nullable=False),
+    sa.Column("policy", Json, nullable=False),
+    sa.PrimaryKeyConstraint("account_id"),
+)
+
+presence = sa.Table(
+    "presence",
+    metadata,
+    sa.Column("stream_id", Id, nullable=False),
+    sa.Column("account_id", Id, nullable=False),
+    sa.Column("member_id", Id, nullable=False),
+    sa.Column("expires_at", When, nullable=False),
+    sa.PrimaryKeyConstraint("stream_id"),
+    sa.Index(None, "account_id", "member_id", "expires_at"),
+    sa.Index(None, "expires_at"),
+)
+
+# Children before parents: the order in which to empty the tables.
+ALL_TABLES = (presence, policies, timeline, deliveries, handoffs, sessions, members)

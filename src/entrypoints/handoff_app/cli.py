@@ -1,0 +1,202 @@
+"""The `handoff` command: serve, worker, db upgrade, members, token and demo (SPEC §7)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+
+from handoff_core.errors import HandoffError
+
+from handoff_app.settings import Settings, SettingsError
+
+Command = Callable[[argparse.Namespace, Settings], Awaitable[int]]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="handoff",
+        description="Hand off AI-assisted troubleshooting sessions: park, escalate, claim.",
+        epilog="Settings come from HANDOFF_* environment variables; see the README.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the HTTP API (and the delivery worker)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="server processes (PostgreSQL)")
+    serve.add_argument("--no-worker", action="store_true", help="do not run the delivery worker")
+
+    worker = sub.add_parser("worker", help="run the delivery worker alone")
+    worker.add_argument("--once", action="store_true", help="one pass, then exit")
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    db_sub.add_parser("upgrade", help="create or upgrade the schema (Alembic)")
+
+    members = sub.add_parser("members", help="mirror the account's users in")
+    m_sub = members.add_subparsers(dest="members_command", metavar="ACTION", required=True)
+    add = m_sub.add_parser("add", help="create or update a member")
+    add.add_argument("--account", required=True)
+    add.add_argument("--id", required=True)
+    add.add_argument("--email", required=True)
+    add.add_argument("--name", required=True)
+    add.add_argument("--role", required=True, choices=["owner", "admin", "engineer", "viewer"])
+    add.add_argument("--inactive", action="store_true", help="store the member as inactive")
+    listing = m_sub.add_parser("list", help="list the account's members")
+    listing.add_argument("--account", required=True)
+    remove = m_sub.add_parser("remove", help="soft-delete a member")
+    remove.add_argument("--account", required=True)
+    remove.add_argument("--id", required=True)
+
+    token = sub.add_parser("token", help="mint a JWT for local use")
+    token.add_argument("--account", required=True)
+    token.add_argument("--member", required=True)
+    token.add_argument("--ttl", type=float, default=3600.0, help="seconds (default 3600)")
+
+    demo = sub.add_parser("demo", help="the whole product in one run, on SQLite and Maildir")
+    demo.add_argument("--dir", help="work in this folder (default: a new temporary one)")
+    return parser
+
+
+async def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from handoff_app.http import RedactAccessTokens
+    from handoff_app.serve import RUN_WORKER_ENV, server_app
+
+    if args.workers < 1:
+        raise SettingsError("--workers must be at least 1")
+    if args.workers > 1 and not settings.is_postgres:
+        raise SettingsError(
+            "--workers N needs PostgreSQL (HANDOFF_DATABASE_URL): with SQLite, live push and "
+            "presence live in one process"
+        )
+    if settings.database_url.startswith("sqlite"):
+        from handoff_sql import ensure_schema
+
+        await ensure_schema(settings.database_url)
+    logging.getLogger("uvicorn.access").addFilter(RedactAccessTokens())
+    if args.workers > 1:
+        os.environ[RUN_WORKER_ENV] = "0" if args.no_worker else "1"
+        config = uvicorn.Config(
+            "handoff_app.serve:app_from_env", factory=True, host=args.host, port=args.port,
+            workers=args.workers,
+        )
+        await asyncio.to_thread(uvicorn.Server(config).run)  # the supervisor forks the workers
+        return 0
+    app = server_app(settings, run_worker=not args.no_worker)
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port))
+    await server.serve()
+    return 0
+
+
+async def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from handoff_app.container import build_services
+
+    services = await build_services(settings)
+    try:
+        if args.once:
+            sent = await services.delivery.run_once()
+            print(f"sent {sent}")
+            return 0
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        print(f"handoff worker {services.delivery.worker_id} running; SIGTERM stops it",
+              flush=True)
+        await services.delivery.run(stop, poll_seconds=settings.worker_poll_seconds)
+        return 0
+    finally:
+        await services.close()
+
+
+async def _db(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.is_memory:
+        raise SettingsError("HANDOFF_DATABASE_URL=memory:// has no schema to upgrade")
+    from handoff_sql import ensure_schema, head
+
+    await ensure_schema(settings.database_url)
+    print(f"schema at revision {head()}")
+    return 0
+
+
+async def _members(args: argparse.Namespace, settings: Settings) -> int:
+    from handoff_app.container import build_services
+
+    services = await build_services(settings)
+    try:
+        if args.members_command == "add":
+            m = await services.members.upsert(
+                args.account, args.id, email=args.email, name=args.name, role=args.role,
+                active=not args.inactive,
+            )
+            print(f"{m.account_id}/{m.id} {m.role} {m.email} ({'active' if m.active else 'inactive'})")
+        elif args.members_command == "list":
+            rows = await services.members.members(args.account)
+            if not rows:
+                print(f"no members in account {args.account}")
+            for m in rows:
+                state = "active" if m.active else "inactive"
+                print(f"{m.id:<20} {m.role:<9} {state:<8} {m.name} <{m.email}>")
+        else:
+            await services.members.remove(args.account, args.id)
+            print(f"removed {args.account}/{args.id}")
+        return 0
+    finally:
+        await services.close()
+
+
+async def _token(args: argparse.Namespace, settings: Settings) -> int:
+    from handoff_app.http import mint_token
+
+    if args.ttl <= 0:
+        raise SettingsError("--ttl must be a positive number of seconds")
+    print(mint_token(settings, args.account, args.member, args.ttl))
+    return 0
+
+
+async def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from handoff_app.demo import run_demo
+
+    return await run_demo(args.dir)
+
+
+COMMANDS: dict[str, Command] = {
+    "serve": _serve, "worker": _worker, "db": _db, "members": _members, "token": _token,
+    "demo": _demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    logging.basicConfig(level=logging.INFO if args.command in ("serve", "worker") else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        settings = Settings.from_env() if args.command != "demo" else Settings()
+        return asyncio.run(COMMANDS[args.command](args, settings))
+    except SettingsError as exc:
+        print(f"handoff: {exc}", file=sys.stderr)
+        return 2
+    except HandoffError as exc:
+        print(f"handoff: {exc.detail}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        print(f"handoff: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,156 @@
+"""The composition root: the one place that knows every adapter and wires them from settings."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import punq
+from attrs import define
+
+from handoff_app.live import BackgroundDispatch, LiveHub, LivePresence, ServiceAnnouncer
+from handoff_app.settings import Settings
+from handoff_core.ports import Clock, MailSender, UnitOfWorkFactory
+from handoff_core.retry import RetrySchedule
+from handoff_core.services.delivery import DeliveryService, DeliverySettings
+from handoff_core.services.handoffs import HandoffService
+from handoff_core.services.members import MemberService
+from handoff_core.services.queries import Queries
+
+log = logging.getLogger("handoff.app")
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+@define
+class Services:
+    """Everything the HTTP API, the worker and the CLI use, built once per process."""
+
+    settings: Settings
+    clock: Clock
+    uow: UnitOfWorkFactory
+    handoffs: HandoffService
+    members: MemberService
+    queries: Queries
+    delivery: DeliveryService
+    dispatch: BackgroundDispatch
+    hub: LiveHub
+    presence: LivePresence
+    ready: Callable[[], Awaitable[bool]]
+    closers: list[Callable[[], Awaitable[None]]]
+
+    async def close(self) -> None:
+        await self.dispatch.drain()
+        for close in reversed(self.closers):
+            try:
+                await close()
+            except Exception:
+                log.exception("error while closing")
+
+
+def _mail_sender(settings: Settings) -> tuple[MailSender, Callable[[], Awaitable[None]] | None]:
+    from handoff_mail import MaildirSender, SmtpSender, SmtpSettings
+
+    if settings.smtp_url:
+        smtp = SmtpSender(SmtpSettings.from_url(settings.smtp_url, mail_from=settings.mail_from))
+        return smtp, smtp.close
+    return MaildirSender(settings.maildir, mail_from=settings.mail_from), None
+
+
+async def _store(
+    settings: Settings,
+) -> tuple[
+    UnitOfWorkFactory,
+    LivePresence | None,
+    Callable[[], Awaitable[bool]],
+    list[Callable[[], Awaitable[None]]],
+]:
+    if settings.is_memory:
+        from handoff_memory import MemoryDatabase
+
+        async def always() -> bool:
+            return True
+
+        return MemoryDatabase(), None, always, []
+    from handoff_sql import SqlDatabase, ensure_schema
+
+    db = SqlDatabase(settings.database_url)
+    if db.target.is_sqlite:
+        await ensure_schema(settings.database_url)  # an embedded database makes itself
+    await db.start()
+    presence = db.presence() if settings.push_mode == "pg" else None
+    return db, presence, db.ping, [db.close]
+
+
+async def _hub(settings: Settings) -> LiveHub:
+    from handoff_push import InProcessHub
+
+    if settings.push_mode == "pg":
+        from handoff_push import PgNotifyHub
+
+        hub = PgNotifyHub(settings.database_url)
+        await hub.start()
+        return hub
+    return InProcessHub()
+
+
+async def build_services(settings: Settings, *, clock: Clock | None = None) -> Services:
+    """Open what needs opening (database, hub) and wire the services with punq."""
+    from handoff_push import InProcessPresence
+
+    uow, db_presence, ready, closers = await _store(settings)
+    hub = await _hub(settings)
+    closers.append(hub.close)
+    presence: LivePresence = db_presence or InProcessPresence()
+    mail, close_mail = _mail_sender(settings)
+    if close_mail is not None:
+        closers.append(close_mail)
+
+    container = punq.Container()
+    container.register(Settings, instance=settings)
+    container.register(Clock, instance=clock or SystemClock())  # type: ignore[type-abstract]
+    the_clock = container.resolve(Clock)  # type: ignore[type-abstract]
+    announcer = ServiceAnnouncer(hub, None)
+    delivery = DeliveryService(
+        uow,
+        the_clock,
+        mail,
+        hub=hub,
+        presence=presence,
+        announcer=announcer,
+        settings=DeliverySettings(
+            public_url=settings.public_url,
+            retry=RetrySchedule(
+                base_seconds=settings.retry_base_seconds,
+                cap_seconds=settings.retry_cap_seconds,
+                attempts=settings.retry_attempts,
+            ),
+        ),
+    )
+    dispatch = BackgroundDispatch(delivery, settings.dispatch_concurrency)
+    announcer.attach(dispatch)
+    container.register(DeliveryService, instance=delivery)
+    container.register(
+        HandoffService,
+        factory=lambda: HandoffService(uow, the_clock, presence=presence, announcer=announcer),
+    )
+    container.register(MemberService, factory=lambda: MemberService(uow, the_clock))
+    container.register(Queries, factory=lambda: Queries(uow))
+    return Services(
+        settings=settings,
+        clock=the_clock,
+        uow=uow,
+        handoffs=container.resolve(HandoffService),
+        members=container.resolve(MemberService),
+        queries=container.resolve(Queries),
+        delivery=delivery,
+        dispatch=dispatch,
+        hub=hub,
+        presence=presence,
+        ready=ready,
+        closers=closers,
+    )

@@ -1,0 +1,94 @@
+"""The FastAPI application: SPEC §6 under /api/v1, plus health, readiness and the OpenAPI docs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+
+from handoff_app.container import Services
+from handoff_app.http import errors
+from handoff_app.http.auth import ServicesDep
+from handoff_app.http.lifecycle import ServiceSlot, handoff_lifespan
+from handoff_app.http.limits import BodyLimit
+from handoff_app.http.logs import redact_access_log
+from handoff_app.http.routes_handoffs import router as handoffs_router
+from handoff_app.http.routes_members import router as members_router
+from handoff_app.http.routes_sessions import router as sessions_router
+from handoff_app.http.routes_stream import router as stream_router
+from handoff_app.http.schemas import Health
+from handoff_app.settings import Settings, SettingsError
+
+log = logging.getLogger("handoff.http")
+
+API_PREFIX = "/api/v1"
+
+DESCRIPTION = """Hand off AI-assisted troubleshooting sessions: park one privately, or escalate it
+to every eligible senior of the account until one claims it.
+
+Every `/api/v1` call takes `Authorization: Bearer <JWT>` (HS256; claims `sub` = member id,
+`account_id`, `exp`). Errors are `{"error": "<code>", "detail": "<words>"}`."""
+
+
+def _probes() -> APIRouter:
+    probes = APIRouter(tags=["health"])
+
+    @probes.get("/healthz", response_model=Health, summary="The process is up")
+    async def healthz() -> Health:
+        return Health(status="ok")
+
+    @probes.get(
+        "/readyz",
+        response_model=Health,
+        summary="The database is reachable",
+        responses={503: {"model": Health, "description": "The database is not reachable"}},
+    )
+    async def readyz(services: ServicesDep) -> Health | JSONResponse:
+        try:
+            ready = await services.ready()
+        except Exception:
+            log.warning("readiness check failed", exc_info=True)
+            ready = False
+        if not ready:
+            return JSONResponse({"status": "unavailable"}, status_code=503)
+        return Health(status="ok")
+
+    return probes
+
+
+def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
+    """The HTTP API over `services`, or over services built from `settings` when first needed.
+
+    Run on its own, its lifespan opens the services at start and closes them at exit. Mounted in
+    a host application (whose server never runs a sub-app's lifespan), the services are built on
+    the first request; the host composes `handoff_lifespan(api)` to open and close them itself.
+    Services passed in belong to the caller, who closes them.
+    """
+    if not settings.jwt_secret:
+        raise SettingsError("HANDOFF_JWT_SECRET is not set; the HTTP API needs it to check tokens")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with handoff_lifespan(app):
+            yield
+
+    app = FastAPI(
+        title="handoff",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.handoff = ServiceSlot(settings, services)
+    errors.install(app)
+    app.add_middleware(BodyLimit, limit=settings.body_limit_bytes)
+    app.include_router(_probes())
+    for router in (members_router, sessions_router, handoffs_router, stream_router):
+        app.include_router(router, prefix=API_PREFIX)
+    redact_access_log()
+    return app
+
+
+__all__ = ["API_PREFIX", "create_app"]

@@ -1,0 +1,129 @@
+"""Who is calling: an HS256 JWT naming a current member of an account.
+
+The token says `sub` (member id) and `account_id`; the member must still exist, be active and not
+removed in that account, or the caller is not let in at all (401, never a hint which it was).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import jwt
+from attrs import frozen
+from fastapi import Depends, Security
+from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
+
+from handoff_app.container import Services
+from handoff_app.http.errors import unauthorized
+from handoff_app.http.lifecycle import get_services, get_settings
+from handoff_app.settings import Settings, SettingsError
+from handoff_core.errors import Forbidden
+from handoff_core.model import Member
+
+ALGORITHM = "HS256"
+
+bearer = HTTPBearer(auto_error=False, description="A JWT minted with HANDOFF_JWT_SECRET")
+query_token = APIKeyQuery(
+    name="access_token",
+    auto_error=False,
+    description="The same JWT, for EventSource clients that cannot send headers (stream only)",
+)
+
+
+def _secret(settings: Settings) -> str:
+    if not settings.jwt_secret:
+        raise SettingsError("HANDOFF_JWT_SECRET is not set; the HTTP API needs it to check tokens")
+    return settings.jwt_secret
+
+
+def mint_token(
+    settings: Settings,
+    account_id: str,
+    member_id: str,
+    ttl: float = 3600.0,
+    *,
+    now: datetime | None = None,
+) -> str:
+    """A token for `member_id` of `account_id`, valid for `ttl` seconds (for the CLI and tests)."""
+    issued = now or datetime.now(UTC)
+    claims = {
+        "sub": member_id,
+        "account_id": account_id,
+        "iat": issued,
+        "exp": issued + timedelta(seconds=ttl),
+    }
+    return jwt.encode(claims, _secret(settings), algorithm=ALGORITHM)
+
+
+def read_token(settings: Settings, token: str) -> tuple[str, str]:
+    """(account_id, member_id) from a valid, unexpired token; otherwise a 401 refusal."""
+    try:
+        claims = jwt.decode(
+            token,
+            _secret(settings),
+            algorithms=[ALGORITHM],
+            options={"require": ["exp", "sub", "account_id"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise unauthorized("the token has expired") from None
+    except jwt.PyJWTError:
+        raise unauthorized("the token is not valid") from None
+    account_id, member_id = claims.get("account_id"), claims.get("sub")
+    if not isinstance(account_id, str) or not isinstance(member_id, str):
+        raise unauthorized("the token's account_id and sub must be strings")
+    return account_id, member_id
+
+
+@frozen
+class Caller:
+    """The authenticated member making this request."""
+
+    member: Member
+
+    @property
+    def account_id(self) -> str:
+        return self.member.account_id
+
+    @property
+    def member_id(self) -> str:
+        return self.member.id
+
+    def require_senior(self) -> None:
+        if not self.member.is_senior:
+            raise Forbidden(f"member {self.member_id} is a viewer; only seniors may do this")
+
+
+async def _caller_of(settings: Settings, services: Services, token: str | None) -> Caller:
+    if not token:
+        raise unauthorized("a bearer token is required")
+    account_id, member_id = read_token(settings, token)
+    member = await services.members.get(account_id, member_id)
+    if member is None or not member.is_current:
+        raise unauthorized("the token's member is unknown, inactive or removed")
+    return Caller(member)
+
+
+async def current_caller(
+    settings: Annotated[Settings, Depends(get_settings)],
+    services: Annotated[Services, Depends(get_services)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+) -> Caller:
+    return await _caller_of(settings, services, credentials.credentials if credentials else None)
+
+
+async def stream_caller(
+    settings: Annotated[Settings, Depends(get_settings)],
+    services: Annotated[Services, Depends(get_services)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+    access_token: Annotated[str | None, Security(query_token)],
+) -> Caller:
+    """The stream alone also takes `?access_token=` (the access log redacts it)."""
+    token = credentials.credentials if credentials else access_token
+    return await _caller_of(settings, services, token)
+
+
+CallerDep = Annotated[Caller, Depends(current_caller)]
+StreamCallerDep = Annotated[Caller, Depends(stream_caller)]
+ServicesDep = Annotated[Services, Depends(get_services)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]

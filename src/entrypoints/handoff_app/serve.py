@@ -1,0 +1,57 @@
+"""The server process: the HTTP API and, unless told otherwise, the delivery worker beside it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from handoff_app.container import Services
+from handoff_app.http import create_app, handoff_lifespan
+from handoff_app.settings import Settings
+
+log = logging.getLogger("handoff.serve")
+
+RUN_WORKER_ENV = "HANDOFF_SERVE_WORKER"
+
+
+@asynccontextmanager
+async def delivery_worker(services: Services) -> AsyncIterator[asyncio.Task[None]]:
+    """Run the delivery worker for as long as the block lasts; on exit it finishes its batch and
+    gives back what it still holds."""
+    stop = asyncio.Event()
+    task = asyncio.get_running_loop().create_task(
+        services.delivery.run(stop, poll_seconds=services.settings.worker_poll_seconds)
+    )
+    try:
+        yield task
+    finally:
+        stop.set()
+        await task
+
+
+def server_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
+    """The API with a lifespan that opens the services and, if asked, runs the worker in-process."""
+    app = create_app(settings)
+
+    @asynccontextmanager
+    async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+        async with handoff_lifespan(api) as services:
+            if run_worker:
+                async with delivery_worker(services):
+                    yield
+            else:
+                yield
+
+    app.router.lifespan_context = lifespan
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """For `uvicorn --factory` in each of `serve --workers N`: every process reads the settings
+    once, at its own start."""
+    return server_app(Settings.from_env(), run_worker=os.environ.get(RUN_WORKER_ENV, "1") == "1")

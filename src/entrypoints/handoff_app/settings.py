@@ -1,0 +1,138 @@
+"""Settings from HANDOFF_* environment variables, read once at start and never at import time."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from attrs import frozen
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./handoff.db"
+DEFAULT_MAILDIR = "./handoff-mail"
+DEFAULT_MAIL_FROM = "handoff@localhost"
+DEFAULT_PUBLIC_URL = "http://localhost:8000"
+
+
+class SettingsError(ValueError):
+    """A bad setting: the message is one line that names it."""
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name}={raw!r} must be between {low:g} and {high:g}")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name}={raw!r} must be between {low} and {high}")
+    return value
+
+
+def _database_url(raw: str) -> str:
+    scheme = urlsplit(raw).scheme
+    if scheme == "memory":
+        return raw
+    if scheme in ("sqlite", "sqlite+aiosqlite"):
+        return raw.replace("sqlite://", "sqlite+aiosqlite://", 1) if scheme == "sqlite" else raw
+    if scheme in ("postgresql", "postgres", "postgresql+asyncpg"):
+        rest = raw.split("://", 1)[1]
+        return f"postgresql+asyncpg://{rest}"
+    raise SettingsError(
+        f"HANDOFF_DATABASE_URL has scheme {scheme!r}; use sqlite+aiosqlite://, "
+        "postgresql+asyncpg:// or memory://"
+    )
+
+
+def _public_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SettingsError(f"HANDOFF_PUBLIC_URL={raw!r} must be an http(s) URL")
+    return raw.rstrip("/")
+
+
+@frozen
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    smtp_url: str | None = None
+    maildir: str = DEFAULT_MAILDIR
+    mail_from: str = DEFAULT_MAIL_FROM
+    jwt_secret: str | None = None
+    public_url: str = DEFAULT_PUBLIC_URL
+    push: str = "auto"
+    retry_base_seconds: float = 30.0
+    retry_cap_seconds: float = 3600.0
+    retry_attempts: int = 8
+    worker_poll_seconds: float = 1.0
+    body_limit_bytes: int = 512 * 1024
+    heartbeat_seconds: float = 15.0
+    dispatch_concurrency: int = 8
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith("postgresql")
+
+    @property
+    def is_memory(self) -> bool:
+        return self.database_url.startswith("memory:")
+
+    @property
+    def push_mode(self) -> str:
+        """`inprocess` or `pg`, with `auto` resolved by the database."""
+        if self.push == "auto":
+            return "pg" if self.is_postgres else "inprocess"
+        return self.push
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        push = env.get("HANDOFF_PUSH", "auto") or "auto"
+        if push not in ("auto", "inprocess", "pg"):
+            raise SettingsError(f"HANDOFF_PUSH={push!r} must be auto, inprocess or pg")
+        database_url = _database_url(env.get("HANDOFF_DATABASE_URL") or DEFAULT_DATABASE_URL)
+        if push == "pg" and not database_url.startswith("postgresql"):
+            raise SettingsError("HANDOFF_PUSH=pg needs a PostgreSQL HANDOFF_DATABASE_URL")
+        smtp_url = env.get("HANDOFF_SMTP_URL") or None
+        if smtp_url is not None and urlsplit(smtp_url).scheme not in ("smtp", "smtps"):
+            raise SettingsError("HANDOFF_SMTP_URL must start with smtp:// or smtps://")
+        mail_from = env.get("HANDOFF_MAIL_FROM") or DEFAULT_MAIL_FROM
+        if "@" not in mail_from:
+            raise SettingsError(f"HANDOFF_MAIL_FROM={mail_from!r} is not an email address")
+        secret = env.get("HANDOFF_JWT_SECRET") or None
+        if secret is not None and len(secret.encode("utf-8")) < 32:
+            raise SettingsError("HANDOFF_JWT_SECRET must be at least 32 bytes (HS256 key length)")
+        base = _float(env, "HANDOFF_RETRY_BASE_SECONDS", 30.0, 0.001, 86400)
+        cap = _float(env, "HANDOFF_RETRY_CAP_SECONDS", 3600.0, 0.001, 7 * 86400)
+        if cap < base:
+            raise SettingsError("HANDOFF_RETRY_CAP_SECONDS must not be below the base")
+        return cls(
+            database_url=database_url,
+            smtp_url=smtp_url,
+            maildir=env.get("HANDOFF_MAILDIR") or DEFAULT_MAILDIR,
+            mail_from=mail_from,
+            jwt_secret=secret,
+            public_url=_public_url(env.get("HANDOFF_PUBLIC_URL") or DEFAULT_PUBLIC_URL),
+            push=push,
+            retry_base_seconds=base,
+            retry_cap_seconds=cap,
+            retry_attempts=_int(env, "HANDOFF_RETRY_ATTEMPTS", 8, 1, 100),
+            worker_poll_seconds=_float(env, "HANDOFF_WORKER_POLL_SECONDS", 1.0, 0.01, 3600),
+            body_limit_bytes=_int(env, "HANDOFF_BODY_LIMIT_BYTES", 512 * 1024, 1024, 64 << 20),
+            heartbeat_seconds=_float(env, "HANDOFF_HEARTBEAT_SECONDS", 15.0, 0.05, 3600),
+            dispatch_concurrency=_int(env, "HANDOFF_DISPATCH_CONCURRENCY", 8, 1, 256),
+        )

@@ -1,0 +1,77 @@
+"""Settings: read from HANDOFF_* once; a bad value stops the start with one line naming it."""
+
+from __future__ import annotations
+
+import pytest
+
+from handoff_app.settings import DEFAULT_DATABASE_URL, Settings, SettingsError
+
+
+def test_defaults_run_the_whole_product_on_sqlite_and_maildir() -> None:
+    s = Settings.from_env({})
+    assert s.database_url == DEFAULT_DATABASE_URL
+    assert s.smtp_url is None
+    assert s.maildir == "./handoff-mail"
+    assert s.push_mode == "inprocess"
+    assert (s.retry_base_seconds, s.retry_cap_seconds, s.retry_attempts) == (30.0, 3600.0, 8)
+    assert s.worker_poll_seconds == 1.0
+
+
+def test_postgres_urls_get_the_async_driver_and_listen_notify_push() -> None:
+    s = Settings.from_env({"HANDOFF_DATABASE_URL": "postgresql://u@127.0.0.1/db"})
+    assert s.database_url == "postgresql+asyncpg://u@127.0.0.1/db"
+    assert s.push_mode == "pg"
+
+
+def test_every_setting_is_read() -> None:
+    s = Settings.from_env({
+        "HANDOFF_DATABASE_URL": "sqlite+aiosqlite:///./x.db",
+        "HANDOFF_SMTP_URL": "smtp://u:p@127.0.0.1:2525?starttls=true",
+        "HANDOFF_MAILDIR": "/tmp/mail",
+        "HANDOFF_MAIL_FROM": "desk@example.com",
+        "HANDOFF_JWT_SECRET": "s" * 32,
+        "HANDOFF_PUBLIC_URL": "https://desk.example.com/",
+        "HANDOFF_PUSH": "inprocess",
+        "HANDOFF_RETRY_BASE_SECONDS": "2",
+        "HANDOFF_RETRY_CAP_SECONDS": "60",
+        "HANDOFF_RETRY_ATTEMPTS": "3",
+        "HANDOFF_WORKER_POLL_SECONDS": "0.5",
+    })
+    assert s.smtp_url == "smtp://u:p@127.0.0.1:2525?starttls=true"
+    assert s.maildir == "/tmp/mail"
+    assert s.mail_from == "desk@example.com"
+    assert s.public_url == "https://desk.example.com"
+    assert (s.retry_base_seconds, s.retry_cap_seconds, s.retry_attempts) == (2.0, 60.0, 3)
+    assert s.worker_poll_seconds == 0.5
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("HANDOFF_DATABASE_URL", "mysql://x/y"),
+        ("HANDOFF_SMTP_URL", "http://mail"),
+        ("HANDOFF_MAIL_FROM", "not-an-address"),
+        ("HANDOFF_JWT_SECRET", "short"),
+        ("HANDOFF_PUBLIC_URL", "desk.example.com"),
+        ("HANDOFF_PUSH", "carrier-pigeon"),
+        ("HANDOFF_RETRY_BASE_SECONDS", "soon"),
+        ("HANDOFF_RETRY_ATTEMPTS", "0"),
+        ("HANDOFF_WORKER_POLL_SECONDS", "-1"),
+    ],
+)
+def test_a_bad_value_is_refused_with_one_line_naming_it(name: str, value: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({name: value})
+    message = str(refused.value)
+    assert name in message
+    assert "\n" not in message
+
+
+def test_listen_notify_push_needs_postgres() -> None:
+    with pytest.raises(SettingsError, match="HANDOFF_PUSH"):
+        Settings.from_env({"HANDOFF_PUSH": "pg"})
+
+
+def test_the_cap_may_not_be_below_the_base() -> None:
+    with pytest.raises(SettingsError, match="HANDOFF_RETRY_CAP_SECONDS"):
+        Settings.from_env({"HANDOFF_RETRY_BASE_SECONDS": "100", "HANDOFF_RETRY_CAP_SECONDS": "10"})

@@ -1,0 +1,93 @@
+"""Fixtures for the e2e tests: the real app over real services, on each store that can run here."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from tests.e2e.people import SECRET, Api, seed
+
+from handoff_app.container import Services, build_services
+from handoff_app.http import create_app
+from handoff_app.settings import Settings
+
+
+def _stores() -> list[str]:
+    stores = ["memory"]
+    try:
+        from handoff_sql import SqlDatabase, ensure_schema  # noqa: F401
+    except ImportError:
+        return stores
+    return [*stores, "sqlite"]
+
+
+STORES = _stores()
+
+
+def make_settings(folder: Path, store: str = "memory", **overrides: object) -> Settings:
+    url = "memory://" if store == "memory" else f"sqlite+aiosqlite:///{folder / 'db' / 'h.db'}"
+    values: dict[str, object] = {
+        "database_url": url,
+        "jwt_secret": SECRET,
+        "maildir": str(folder / "mail"),
+        "public_url": "http://handoff.test",
+        "heartbeat_seconds": 0.2,
+        "body_limit_bytes": 64 * 1024,
+        **overrides,
+    }
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+async def prepared(settings: Settings) -> Services:
+    """Services with a schema (SQL) and the teams of people.py in them."""
+    if not settings.is_memory:
+        from handoff_sql import ensure_schema
+
+        await ensure_schema(settings.database_url)
+    services = await build_services(settings)
+    await seed(services)
+    return services
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, store: str) -> Settings:
+    return make_settings(tmp_path, store)
+
+
+@pytest.fixture
+async def services(settings: Settings) -> AsyncIterator[Services]:
+    built = await prepared(settings)
+    try:
+        yield built
+    finally:
+        await built.close()
+
+
+@pytest.fixture
+def app(settings: Settings, services: Services) -> FastAPI:
+    return create_app(settings, services)
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://handoff.test") as c:
+        yield c
+
+
+@pytest.fixture
+def api(client: httpx.AsyncClient, settings: Settings) -> Api:
+    return Api(client, settings)
+
+
+@pytest.fixture
+def maildir(settings: Settings) -> Path:
+    return Path(settings.maildir)

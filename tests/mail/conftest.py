@@ -1,0 +1,251 @@
+"""Real SMTP servers on 127.0.0.1 for the mail tests: an aiosmtpd sink that can refuse, defer
+and drop, and a scripted server that accepts the connection and then never answers."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import socket
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from email.message import EmailMessage
+from email.policy import default as default_policy
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from handoff_core.notice import Notice, NoticeBody
+from handoff_mail import SmtpSender, SmtpSettings
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (bound, then let go)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Sink:
+    """An aiosmtpd handler that keeps what it accepts and misbehaves on request.
+
+    `refuse` maps an address to the reply its RCPT gets; `defer_rcpt` / `defer_data` answer
+    451 to that many RCPT / DATA commands; `drop_on_data` holds the 1-based numbers of DATA
+    commands on which the connection is cut instead of answered.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.accepted: list[tuple[str, list[str], bytes]] = []
+        self.connections = 0
+        self.refuse: dict[str, str] = {}
+        self.defer_rcpt = 0
+        self.defer_data = 0
+        self.drop_on_data: set[int] = set()
+        self.data_commands = 0
+
+    async def handle_EHLO(
+        self, server: object, session: object, envelope: object, hostname: str, responses: list[str]
+    ) -> list[str]:
+        with self._lock:
+            self.connections += 1
+        session.host_name = hostname  # type: ignore[attr-defined]
+        return responses
+
+    async def handle_RCPT(
+        self, server: object, session: object, envelope: object, address: str, options: object
+    ) -> str:
+        with self._lock:
+            if address in self.refuse:
+                return self.refuse[address]
+            if self.defer_rcpt > 0:
+                self.defer_rcpt -= 1
+                return "451 4.3.0 Mailbox busy, try again later"
+        envelope.rcpt_tos.append(address)  # type: ignore[attr-defined]
+        return "250 OK"
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        with self._lock:
+            self.data_commands += 1
+            if self.data_commands in self.drop_on_data:
+                server.transport.close()  # type: ignore[attr-defined]
+                return "250 OK"  # never reaches the client: the connection is gone
+            if self.defer_data > 0:
+                self.defer_data -= 1
+                return "451 4.3.0 Queue full, try again later"
+            self.accepted.append(
+                (
+                    envelope.mail_from,  # type: ignore[attr-defined]
+                    list(envelope.rcpt_tos),  # type: ignore[attr-defined]
+                    bytes(envelope.original_content),  # type: ignore[attr-defined]
+                )
+            )
+        return "250 2.0.0 Message accepted"
+
+    @property
+    def messages(self) -> list[EmailMessage]:
+        with self._lock:
+            raw = [content for _, _, content in self.accepted]
+        # Stored the way a mail store keeps it: with local line endings.
+        return [
+            email.message_from_bytes(r.replace(b"\r\n", b"\n"), policy=default_policy) for r in raw
+        ]
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self.messages if address in str(m["To"])]
+
+    @property
+    def recipients(self) -> list[str]:
+        with self._lock:
+            return [r for _, rcpts, _ in self.accepted for r in rcpts]
+
+
+class SinkServer:
+    """An aiosmtpd Controller on 127.0.0.1 that can be stopped and started again on its port."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.sink = Sink()
+        self._controller: Controller | None = None
+
+    def start(self) -> None:
+        self._controller = Controller(self.sink, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SinkServer]:
+    server = SinkServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def stopped_smtp_server() -> Iterator[SinkServer]:
+    """A sink with its port chosen but not listening yet: start it when the test says."""
+    server = SinkServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def unused_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def sink(smtp_server: SinkServer) -> Sink:
+    return smtp_server.sink
+
+
+class SilentServer:
+    """Accepts TCP connections and then says nothing (or, with `greet`, answers the greeting and
+    EHLO and then nothing more): the SMTP server that hangs."""
+
+    def __init__(self, *, greet: bool = False) -> None:
+        self.greet = greet
+        self.port = 0
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self._writers.append(writer)
+        if self.greet:
+            writer.write(b"220 silent.test ESMTP\r\n")
+            line = await reader.readline()
+            if line.upper().startswith((b"EHLO", b"HELO")):
+                writer.write(b"250 silent.test\r\n")
+        while await reader.read(4096):  # read until the client gives up, never answer
+            pass
+        writer.close()
+
+    async def stop(self) -> None:
+        for writer in self._writers:
+            writer.close()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+@pytest.fixture
+async def silent_server() -> AsyncIterator[SilentServer]:
+    server = SilentServer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def greeting_then_silent_server() -> AsyncIterator[SilentServer]:
+    server = SilentServer(greet=True)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+BODY = NoticeBody(
+    subject="Escalation: VPN won't connect after Win update",
+    text="Alice escalated a session.\n\nProblem: VPN won't connect after Win update\n",
+    html="<p>Alice escalated a session.</p><p><strong>Problem:</strong> VPN won't connect</p>",
+)
+
+
+def _notice(n: int, *, domain: str = "acme.test", body: NoticeBody = BODY) -> Notice:
+    return Notice(
+        delivery_id=f"d{n}",
+        message_id=f"<d{n}@handoff>",
+        to_address=f"senior{n}@{domain}",
+        to_name=f"Senior {n}",
+        body=body,
+    )
+
+
+MakeNotice = Callable[..., Notice]
+
+
+@pytest.fixture
+def notice_body() -> NoticeBody:
+    return BODY
+
+
+@pytest.fixture
+def make_notice() -> MakeNotice:
+    """Notice n goes to senior{n}@acme.test as delivery d{n}, Message-ID <d{n}@handoff>."""
+    return _notice
+
+
+@pytest.fixture
+async def make_sender() -> AsyncIterator[Callable[..., SmtpSender]]:
+    """SmtpSenders for a port, their pools closed at the end of the test."""
+    made: list[SmtpSender] = []
+
+    def make(
+        port: int, query: str = "", mail_from: str = "Handoff <handoff@acme.test>"
+    ) -> SmtpSender:
+        settings = SmtpSettings.from_url(f"smtp://127.0.0.1:{port}{query}", mail_from=mail_from)
+        sender = SmtpSender(settings)
+        made.append(sender)
+        return sender
+
+    yield make
+    await asyncio.gather(*(sender.close() for sender in made))

@@ -1,0 +1,341 @@
+"""SPEC §5: channels by presence, fallback, reminders, retries, the policy copied per escalation."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from tests.unit.stage import (
+    ACME,
+    ACME_SENIORS_BUT_ALICE,
+    OTHER,
+    SUMMARY,
+    Stage,
+    address_of,
+    build_stage,
+    instant_retry,
+    seed_team,
+)
+
+from handoff_core import (
+    Channel,
+    DeliveryService,
+    DeliveryStatus,
+    EscalationPolicy,
+    EventType,
+    NoticeKind,
+    Role,
+)
+
+BOB = address_of(ACME, "bob")
+
+# --- push and email -----------------------------------------------------------------------------
+
+
+async def test_an_online_member_gets_a_push_and_the_others_email(stage: Stage) -> None:
+    stage.presence.enter(ACME, "bob")
+    inbox = stage.hub.subscribe(ACME, "bob")
+    _, handoff = await stage.escalated(notes="Stuck on auth handshake")
+
+    assert await stage.delivery.dispatch(ACME, handoff.id) == 3
+
+    channels = {(d.recipient_id, d.channel, d.status) for d in await stage.deliveries(handoff.id)}
+    assert channels == {
+        ("bob", Channel.PUSH, DeliveryStatus.SENT),
+        ("carol", Channel.EMAIL, DeliveryStatus.SENT),
+        ("olga", Channel.EMAIL, DeliveryStatus.SENT),
+    }
+    assert BOB not in stage.mail.sent
+    [event] = stage.hub.received_by(ACME, "bob")
+    assert inbox.get_nowait() == event
+    assert event.type == "escalation.created"
+    assert event.data["handoff_id"] == handoff.id
+    assert event.data["problem_summary"] == SUMMARY
+    assert event.data["actor_id"] == "alice"
+    assert stage.hub.received_by(ACME, "carol") == []
+
+
+async def test_email_online_too_emails_everyone_and_pushes_to_those_online(stage: Stage) -> None:
+    await stage.members.set_policy(ACME, {"email_online_too": True})
+    stage.presence.enter(ACME, "bob")
+    _, handoff = await stage.escalated()
+
+    assert await stage.delivery.dispatch(ACME, handoff.id) == 4
+
+    pairs = {(d.recipient_id, d.channel) for d in await stage.deliveries(handoff.id)}
+    assert pairs == {("bob", Channel.PUSH)} | {(m, Channel.EMAIL) for m in ACME_SENIORS_BUT_ALICE}
+    assert len(stage.mail.sent[BOB]) == 1
+
+
+async def test_a_push_whose_member_left_falls_back_to_email(stage: Stage) -> None:
+    stage.presence.enter(ACME, "bob")
+    _, handoff = await stage.escalated()
+    stage.presence.leave(ACME, "bob")
+
+    assert await stage.delivery.dispatch(ACME, handoff.id) == 3
+
+    bob = [
+        (d.channel, d.status) for d in await stage.deliveries(handoff.id) if d.recipient_id == "bob"
+    ]
+    assert sorted(bob) == [
+        (Channel.EMAIL, DeliveryStatus.SENT),
+        (Channel.PUSH, DeliveryStatus.CANCELLED),
+    ]
+    assert len(stage.mail.sent[BOB]) == 1
+    assert stage.hub.published == []
+
+
+async def test_with_email_online_too_a_vanished_push_is_not_a_second_email(stage: Stage) -> None:
+    await stage.members.set_policy(ACME, {"email_online_too": True})
+    stage.presence.enter(ACME, "bob")
+    _, handoff = await stage.escalated()
+    stage.presence.leave(ACME, "bob")
+
+    assert await stage.delivery.dispatch(ACME, handoff.id) == 3
+
+    assert len(stage.mail.sent[BOB]) == 1
+    bob = [
+        (d.channel, d.status) for d in await stage.deliveries(handoff.id) if d.recipient_id == "bob"
+    ]
+    assert sorted(bob) == [
+        (Channel.EMAIL, DeliveryStatus.SENT),
+        (Channel.PUSH, DeliveryStatus.CANCELLED),
+    ]
+
+
+async def test_escalation_still_works_when_presence_is_down() -> None:
+    """Presence is a hint: if it cannot answer, everyone is reached by email."""
+
+    class BrokenPresence:
+        async def online(self, account_id: str, member_ids: Collection[str]) -> frozenset[str]:
+            raise ConnectionError("presence store unreachable")
+
+    stage = build_stage()
+    await seed_team(stage)
+    stage.handoffs = type(stage.handoffs)(stage.db, stage.clock, presence=BrokenPresence())
+    _, handoff = await stage.escalated()
+
+    assert await stage.delivery.dispatch(ACME, handoff.id) == 3
+    assert set(stage.mail.sent) == {address_of(ACME, m) for m in ACME_SENIORS_BUT_ALICE}
+
+
+async def test_no_fallback_email_for_an_escalation_withdrawn_during_the_push(stage: Stage) -> None:
+    """The escalator withdraws while the worker is between lease and record: nobody is mailed."""
+    stage.presence.enter(ACME, "bob")
+    _, handoff = await stage.escalated()
+
+    class WithdrawnMeanwhile:
+        async def online(self, account_id: str, member_ids: Collection[str]) -> frozenset[str]:
+            await stage.handoffs.withdraw(ACME, "alice", handoff.id)
+            return frozenset()
+
+    worker = DeliveryService(
+        stage.db, stage.clock, stage.mail, hub=stage.hub, presence=WithdrawnMeanwhile()
+    )
+    await worker.dispatch(ACME, handoff.id)
+    await stage.delivery.run_once()
+
+    assert BOB not in stage.mail.sent
+    statuses = {d.status for d in await stage.deliveries(handoff.id) if d.recipient_id == "bob"}
+    assert DeliveryStatus.PENDING not in statuses
+
+
+# --- reminders ----------------------------------------------------------------------------------
+
+
+async def test_reminders_go_out_after_remind_after_up_to_max_reminders(stage: Stage) -> None:
+    stage.presence.enter(ACME, "bob")  # presence is ignored for reminders: bob is emailed too
+    session, handoff = await stage.escalated()
+    await stage.delivery.dispatch(ACME, handoff.id)
+
+    stage.clock.advance(599)
+    assert await stage.delivery.remind_due() == 0
+    stage.clock.advance(1)
+    assert await stage.delivery.remind_due() == 1
+    assert await stage.delivery.dispatch(ACME, handoff.id) == 3
+    stage.clock.advance(600)
+    assert await stage.delivery.remind_due() == 1
+    assert await stage.delivery.dispatch(ACME, handoff.id) == 3
+    stage.clock.advance(6000)
+    assert await stage.delivery.remind_due() == 0
+
+    reminders = [d for d in await stage.deliveries(handoff.id) if d.kind is NoticeKind.REMINDER]
+    assert sorted((d.round, d.recipient_id, d.channel) for d in reminders) == sorted(
+        (r, m, Channel.EMAIL) for r in (1, 2) for m in ACME_SENIORS_BUT_ALICE
+    )
+    subjects = [n.body.subject for n in stage.mail.sent[BOB]]
+    assert subjects == [
+        f"Reminder 1: still unclaimed: {SUMMARY}",
+        f"Reminder 2: still unclaimed: {SUMMARY}",
+    ]
+    rounds = [
+        e.data["round"]
+        for e in await stage.timeline(session.id)
+        if e.type is EventType.ESCALATION_REMINDED
+    ]
+    assert rounds == [1, 2]
+
+
+async def test_reminders_stop_at_claim(stage: Stage) -> None:
+    _, handoff = await stage.escalated()
+    stage.clock.advance(300)
+    await stage.handoffs.claim(ACME, "bob", handoff.id)
+    stage.clock.advance(3600)
+
+    assert await stage.delivery.remind_due() == 0
+    assert all(d.kind is NoticeKind.ESCALATION for d in await stage.deliveries(handoff.id))
+
+
+async def test_reminders_stop_at_withdraw(stage: Stage) -> None:
+    _, handoff = await stage.escalated()
+    stage.clock.advance(600)
+    assert await stage.delivery.remind_due() == 1
+    await stage.handoffs.withdraw(ACME, "alice", handoff.id)
+    stage.clock.advance(3600)
+
+    assert await stage.delivery.remind_due() == 0
+    assert await stage.delivery.run_once() == 0
+    assert stage.mail.messages == []
+
+
+async def test_a_member_removed_since_the_escalation_is_not_reminded(stage: Stage) -> None:
+    _, handoff = await stage.escalated()
+    await stage.members.remove(ACME, "carol")
+    stage.clock.advance(600)
+    await stage.delivery.remind_due()
+
+    reminded = {
+        d.recipient_id for d in await stage.deliveries(handoff.id) if d.kind is NoticeKind.REMINDER
+    }
+    assert reminded == {"bob", "olga"}
+
+
+# --- the policy is copied into each escalation --------------------------------------------------
+
+
+async def test_editing_the_policy_never_changes_an_escalation_in_flight(stage: Stage) -> None:
+    await stage.members.set_policy(
+        ACME, {"roles": ["admin", "owner"], "remind_after_seconds": 60, "max_reminders": 1}
+    )
+    _, handoff = await stage.escalated()
+    await stage.members.set_policy(ACME, {"max_reminders": 0})
+
+    assert handoff.policy == EscalationPolicy(
+        roles=frozenset({Role.ADMIN, Role.OWNER}), remind_after_seconds=60, max_reminders=1
+    )
+    assert (await stage.handoff(handoff.id)).policy == handoff.policy
+    stage.clock.advance(60)
+    assert await stage.delivery.remind_due() == 1
+    stage.clock.advance(600)
+    assert await stage.delivery.remind_due() == 0
+    recipients = {(d.kind, d.recipient_id) for d in await stage.deliveries(handoff.id)}
+    assert recipients == {(k, m) for k in NoticeKind for m in ("carol", "olga")}
+
+    # A new escalation takes the policy in force now: every senior, no reminders.
+    _, later = await stage.escalated()
+    assert later.policy == EscalationPolicy(max_reminders=0)
+    assert {d.recipient_id for d in await stage.deliveries(later.id)} == ACME_SENIORS_BUT_ALICE
+
+
+async def test_the_policy_is_per_account(stage: Stage) -> None:
+    await stage.members.set_policy(ACME, {"roles": ["owner"]})
+
+    _, theirs = await stage.escalated("oscar", account=OTHER)
+
+    assert theirs.policy == EscalationPolicy()
+    assert await stage.members.policy(OTHER) == EscalationPolicy()
+    assert {d.recipient_id for d in await stage.deliveries(theirs.id, OTHER)} == {"zed"}
+
+
+# --- retries ------------------------------------------------------------------------------------
+
+
+async def test_a_deferred_address_is_retried_with_backoff_then_dead() -> None:
+    stage = build_stage(retry=instant_retry(attempts=3))
+    await seed_team(stage)
+    stage.mail.defer.add(BOB)
+    session, handoff = await stage.escalated()
+
+    assert await stage.delivery.dispatch(ACME, handoff.id) == 2
+
+    def bob() -> list[tuple[DeliveryStatus, int]]:
+        return [(d.status, d.attempts) for d in deliveries if d.recipient_id == "bob"]
+
+    deliveries = await stage.deliveries(handoff.id)
+    assert bob() == [(DeliveryStatus.PENDING, 1)]
+    [first] = [d for d in deliveries if d.recipient_id == "bob"]
+    assert (first.next_attempt_at - stage.clock.now()).total_seconds() == 30
+    assert first.last_error == "451 try again later"
+
+    stage.clock.advance(29)
+    assert await stage.delivery.run_once() == 0  # not due yet
+    deliveries = await stage.deliveries(handoff.id)
+    assert bob() == [(DeliveryStatus.PENDING, 1)]
+
+    stage.clock.advance(1)
+    await stage.delivery.run_once()
+    deliveries = await stage.deliveries(handoff.id)
+    assert bob() == [(DeliveryStatus.PENDING, 2)]
+
+    stage.clock.advance(60)
+    await stage.delivery.run_once()
+    deliveries = await stage.deliveries(handoff.id)
+    assert bob() == [(DeliveryStatus.DEAD, 3)]
+    assert stage.mail.attempts == 2 + 3
+
+    stage.clock.advance(120)
+    stage.mail.defer.clear()
+    await stage.delivery.dispatch(ACME, handoff.id)
+    assert BOB not in stage.mail.sent
+    dead = [e for e in await stage.timeline(session.id) if e.type is EventType.DELIVERY_DEAD]
+    assert [e.data["recipient_id"] for e in dead] == ["bob"]
+
+
+async def test_a_retried_message_keeps_its_message_id() -> None:
+    stage = build_stage(retry=instant_retry())
+    await seed_team(stage)
+    stage.mail.defer.add(BOB)
+    _, handoff = await stage.escalated()
+    await stage.delivery.dispatch(ACME, handoff.id)
+
+    stage.mail.defer.clear()
+    stage.clock.advance(30)
+    assert await stage.delivery.dispatch(ACME, handoff.id) == 1
+
+    [delivery] = [d for d in await stage.deliveries(handoff.id) if d.recipient_id == "bob"]
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.SENT, 2)
+    assert [n.message_id for n in stage.mail.sent[BOB]] == [delivery.message_id]
+
+
+async def test_a_refused_address_fails_after_one_attempt(stage: Stage) -> None:
+    stage.mail.refuse.add(BOB)
+    session, handoff = await stage.escalated()
+
+    assert await stage.delivery.dispatch(ACME, handoff.id) == 2
+    stage.clock.advance(3 * 3600)
+    await stage.delivery.dispatch(ACME, handoff.id)
+
+    [delivery] = [
+        d
+        for d in await stage.deliveries(handoff.id)
+        if d.recipient_id == "bob" and d.kind is NoticeKind.ESCALATION
+    ]
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.FAILED, 1)
+    assert delivery.last_error == "550 mailbox unavailable"
+    failed = [e for e in await stage.timeline(session.id) if e.type is EventType.DELIVERY_FAILED]
+    assert {e.data["delivery_id"] for e in failed} == {delivery.id}
+
+
+async def test_the_message_names_the_escalator_notes_summary_and_claim_link() -> None:
+    stage = build_stage(public_url="https://help.example/app/")
+    await seed_team(stage)
+    _, handoff = await stage.escalated(notes="Tried <b>everything</b>")
+    await stage.delivery.dispatch(ACME, handoff.id)
+
+    [notice] = stage.mail.sent[BOB]
+    link = f"https://help.example/app/handoffs/{handoff.id}"
+    assert notice.body.subject == f"Escalation: {SUMMARY}"
+    for part in (notice.body.text, notice.body.html):
+        assert "Alice" in part and link in part
+    assert "Tried <b>everything</b>" in notice.body.text
+    assert "Tried &lt;b&gt;everything&lt;/b&gt;" in notice.body.html
+    assert notice.to_name == "Bob"
