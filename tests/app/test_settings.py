@@ -24,19 +24,21 @@ def test_postgres_urls_get_the_async_driver_and_listen_notify_push() -> None:
 
 
 def test_every_setting_is_read() -> None:
-    s = Settings.from_env({
-        "HANDOFF_DATABASE_URL": "sqlite+aiosqlite:///./x.db",
-        "HANDOFF_SMTP_URL": "smtp://u:p@127.0.0.1:2525?starttls=true",
-        "HANDOFF_MAILDIR": "/tmp/mail",
-        "HANDOFF_MAIL_FROM": "desk@example.com",
-        "HANDOFF_JWT_SECRET": "s" * 32,
-        "HANDOFF_PUBLIC_URL": "https://desk.example.com/",
-        "HANDOFF_PUSH": "inprocess",
-        "HANDOFF_RETRY_BASE_SECONDS": "2",
-        "HANDOFF_RETRY_CAP_SECONDS": "60",
-        "HANDOFF_RETRY_ATTEMPTS": "3",
-        "HANDOFF_WORKER_POLL_SECONDS": "0.5",
-    })
+    s = Settings.from_env(
+        {
+            "HANDOFF_DATABASE_URL": "sqlite+aiosqlite:///./x.db",
+            "HANDOFF_SMTP_URL": "smtp://u:p@127.0.0.1:2525?starttls=true",
+            "HANDOFF_MAILDIR": "/tmp/mail",
+            "HANDOFF_MAIL_FROM": "desk@example.com",
+            "HANDOFF_JWT_SECRET": "s" * 32,
+            "HANDOFF_PUBLIC_URL": "https://desk.example.com/",
+            "HANDOFF_PUSH": "inprocess",
+            "HANDOFF_RETRY_BASE_SECONDS": "2",
+            "HANDOFF_RETRY_CAP_SECONDS": "60",
+            "HANDOFF_RETRY_ATTEMPTS": "3",
+            "HANDOFF_WORKER_POLL_SECONDS": "0.5",
+        }
+    )
     assert s.smtp_url == "smtp://u:p@127.0.0.1:2525?starttls=true"
     assert s.maildir == "/tmp/mail"
     assert s.mail_from == "desk@example.com"

@@ -37,9 +37,12 @@ from handoff_core.model import (
 from handoff_core.ports import UnitOfWorkFactory
 from handoff_memory import MemoryDatabase
 from handoff_sql import SqlDatabase, upgrade
+from handoff_sql.tables import ALL_TABLES
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
-PG_ADMIN = os.environ.get("HANDOFF_TEST_PG_ADMIN", f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test")
+PG_ADMIN = os.environ.get(
+    "HANDOFF_TEST_PG_ADMIN", f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test"
+)
 T = TypeVar("T")
 
 
@@ -108,11 +111,8 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Un
     else:
         database = SqlDatabase(request.getfixturevalue("pg_url"), pool_size=10, max_overflow=10)
         async with database.engine.begin() as conn:
-            await conn.execute(
-                sa.text(
-                    "TRUNCATE presence, policies, timeline, deliveries, handoffs, sessions, members"
-                )
-            )
+            for table in ALL_TABLES:  # DELETE beats TRUNCATE on tables this small
+                await conn.execute(sa.delete(table))
     await database.start()
     try:
         yield database

@@ -17,7 +17,7 @@ from handoff_app.container import Services
 from handoff_app.http import mint_token
 from handoff_app.settings import Settings
 
-SECRET = "e2e-secret-that-is-long-enough-0123456789"
+SECRET = "e2e-secret-" + "0123456789abcdef" * 4  # long enough for HS512 too
 API = "/api/v1"
 
 # account -> member id -> (role, active, deleted)

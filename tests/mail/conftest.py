@@ -82,7 +82,8 @@ class Sink:
             )
         return "250 2.0.0 Message accepted"
 
-    @property
+    # Plain methods, not properties: aiosmtpd runs inspect.getmembers() on the handler for every
+    # connection, which would evaluate a property (and parse every message) each time.
     def messages(self) -> list[EmailMessage]:
         with self._lock:
             raw = [content for _, _, content in self.accepted]
@@ -92,9 +93,8 @@ class Sink:
         ]
 
     def to(self, address: str) -> list[EmailMessage]:
-        return [m for m in self.messages if address in str(m["To"])]
+        return [m for m in self.messages() if address in str(m["To"])]
 
-    @property
     def recipients(self) -> list[str]:
         with self._lock:
             return [r for _, rcpts, _ in self.accepted for r in rcpts]

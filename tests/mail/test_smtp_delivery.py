@@ -98,15 +98,15 @@ async def test_every_eligible_senior_gets_exactly_one_message_with_the_summary(
     sent = await service.dispatch("acme", world.handoff.id)
 
     assert sent == len(SENIORS)
-    assert sorted(sink.recipients) == SENIOR_ADDRESSES
+    assert sorted(sink.recipients()) == SENIOR_ADDRESSES
     deliveries = await world.deliveries()
-    for message in sink.messages:
+    for message in sink.messages():
         assert message["Subject"] == f"Escalation: {SUMMARY}"
         plain = message.get_body(("plain",))
         assert plain is not None
         assert "Alice" in plain.get_content()
         assert f"https://handoff.acme.test/handoffs/{world.handoff.id}" in plain.get_content()
-    assert sorted(m["Message-ID"] for m in sink.messages) == sorted(
+    assert sorted(m["Message-ID"] for m in sink.messages()) == sorted(
         d.message_id for d in deliveries
     )
     assert {(d.status, d.attempts) for d in deliveries} == {(DeliveryStatus.SENT, 1)}
@@ -129,7 +129,7 @@ async def test_a_refused_address_fails_after_one_attempt_and_the_others_are_sent
     assert (carol.status, carol.attempts) == (DeliveryStatus.FAILED, 1)
     assert carol.last_error is not None and carol.last_error.startswith("550")
     assert {d.status for d in by_recipient.values()} == {DeliveryStatus.SENT}
-    assert sorted(sink.recipients) == [a for a in SENIOR_ADDRESSES if a != "carol@acme.test"]
+    assert sorted(sink.recipients()) == [a for a in SENIOR_ADDRESSES if a != "carol@acme.test"]
     failed = [e for e in await world.timeline() if e.type is EventType.DELIVERY_FAILED]
     assert [e.data["recipient_id"] for e in failed] == ["carol"]
 
@@ -151,7 +151,7 @@ async def test_451_then_success_is_retried_after_the_backoff_and_sent(
 
     retried = (await world.by_recipient())[deferred.recipient_id]
     assert (retried.status, retried.attempts, retried.last_error) == (DeliveryStatus.SENT, 2, None)
-    assert Counter(sink.recipients) == Counter(SENIOR_ADDRESSES)
+    assert Counter(sink.recipients()) == Counter(SENIOR_ADDRESSES)
     (message,) = sink.to(deferred.address)
     assert message["Message-ID"] == deferred.message_id
 
@@ -173,7 +173,7 @@ async def test_with_smtp_down_deliveries_wait_and_go_out_once_when_it_is_back(
     world.past_any_backoff()
     assert await service.run_once() == 0
 
-    assert sorted(stopped_smtp_server.sink.recipients) == SENIOR_ADDRESSES
+    assert sorted(stopped_smtp_server.sink.recipients()) == SENIOR_ADDRESSES
     assert {(d.status, d.attempts) for d in await world.deliveries()} == {(DeliveryStatus.SENT, 2)}
 
 
@@ -206,7 +206,7 @@ async def test_after_the_last_transient_failure_a_delivery_is_dead(
     assert {(d.status, d.attempts) for d in deliveries} == {(DeliveryStatus.DEAD, RETRY.attempts)}
     world.past_any_backoff()
     assert await service.run_once() == 0
-    assert sink.recipients == []
+    assert sink.recipients() == []
     dead = [e for e in await world.timeline() if e.type is EventType.DELIVERY_DEAD]
     assert sorted(str(e.data["recipient_id"]) for e in dead) == sorted(SENIORS)
 
@@ -220,7 +220,7 @@ async def test_a_reminder_goes_out_worded_as_a_reminder(
     world.clock.advance(10 * 60 + 1)
     assert await service.run_once() == len(SENIORS)
 
-    messages = sink.messages
+    messages = sink.messages()
     reminders = [m for m in messages if m["Subject"].startswith("Reminder")]
     originals = [m for m in messages if m["Subject"].startswith("Escalation")]
     assert len(reminders) == len(originals) == len(SENIORS) == len(messages) // 2

@@ -32,8 +32,8 @@ async def test_a_batch_arrives_once_each_with_headers_parts_and_message_id(
     assert [(o.delivery_id, o.ok, o.error) for o in outcomes] == [
         (n.delivery_id, True, None) for n in batch
     ]
-    assert sorted(sink.recipients) == sorted(n.to_address for n in batch)
-    assert Counter(sink.recipients).most_common(1)[0][1] == 1
+    assert sorted(sink.recipients()) == sorted(n.to_address for n in batch)
+    assert Counter(sink.recipients()).most_common(1)[0][1] == 1
     for n in batch:
         (message,) = sink.to(n.to_address)
         assert message["Message-ID"] == n.message_id
@@ -87,7 +87,7 @@ async def test_one_refused_address_is_permanent_and_the_others_still_go(
     assert (refused.ok, refused.permanent) == (False, True)
     assert refused.error is not None and refused.error.startswith("550")
     assert all(outcomes[f"d{i}"].ok for i in (0, 1, 3, 4))
-    assert sorted(sink.recipients) == [f"senior{i}@acme.test" for i in (0, 1, 3, 4)]
+    assert sorted(sink.recipients()) == [f"senior{i}@acme.test" for i in (0, 1, 3, 4)]
 
 
 async def test_451_on_rcpt_is_transient_and_a_later_send_succeeds(
@@ -106,7 +106,7 @@ async def test_451_on_rcpt_is_transient_and_a_later_send_succeeds(
     second = await sender.send(batch)
 
     assert all(o.ok for o in second)
-    assert sorted(sink.recipients) == sorted(n.to_address for n in batch)
+    assert sorted(sink.recipients()) == sorted(n.to_address for n in batch)
 
 
 async def test_451_on_data_is_transient_and_the_connection_stays_usable(
@@ -118,7 +118,7 @@ async def test_451_on_data_is_transient_and_the_connection_stays_usable(
     outcomes = await sender.send([make_notice(i) for i in range(3)])
 
     assert [(o.ok, o.permanent) for o in outcomes] == [(False, False), (True, False), (True, False)]
-    assert sink.recipients == ["senior1@acme.test", "senior2@acme.test"]
+    assert sink.recipients() == ["senior1@acme.test", "senior2@acme.test"]
     assert sink.connections == 1
 
 
@@ -174,7 +174,7 @@ async def test_a_dropped_connection_is_transient_and_replaced(
         (True, False),
         (True, False),
     ]
-    assert sorted(sink.recipients) == [f"senior{i}@acme.test" for i in (0, 2, 3, 4)]
+    assert sorted(sink.recipients()) == [f"senior{i}@acme.test" for i in (0, 2, 3, 4)]
     assert sink.connections == 2
 
 
@@ -189,7 +189,7 @@ async def test_a_pooled_connection_the_server_closed_is_replaced_before_the_next
     outcomes = await sender.send([make_notice(2)])
 
     assert [o.ok for o in outcomes] == [True]
-    assert sink.recipients == ["senior1@acme.test", "senior2@acme.test"]
+    assert sink.recipients() == ["senior1@acme.test", "senior2@acme.test"]
     assert sink.connections == 2
 
 
@@ -215,7 +215,7 @@ async def test_an_unsendable_address_is_permanent_for_that_notice_only(
     outcomes = await sender.send([make_notice(0), bad, make_notice(2)])
 
     assert [(o.ok, o.permanent) for o in outcomes] == [(True, False), (False, True), (True, False)]
-    assert sorted(sink.recipients) == ["senior0@acme.test", "senior2@acme.test"]
+    assert sorted(sink.recipients()) == ["senior0@acme.test", "senior2@acme.test"]
 
 
 async def test_an_empty_batch_opens_nothing(smtp_server: SinkServer, sink: Sink) -> None:

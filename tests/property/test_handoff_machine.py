@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from itertools import count
 from typing import Any, TypeVar
 
+from attrs import define, field
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -24,6 +25,7 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
+from tests.property.model import ModelMember, ModelPolicy, ModelSession, Refusals, World
 
 from handoff_core import (
     AlreadyClaimed,
@@ -33,12 +35,14 @@ from handoff_core import (
     DeliveryStatus,
     EscalationPolicy,
     EventType,
+    Forbidden,
     Handoff,
     HandoffError,
     HandoffService,
     HandoffStatus,
     Intent,
     MemberService,
+    NotFound,
     NoticeKind,
     Queries,
     Role,
@@ -53,7 +57,6 @@ from handoff_memory import (
     RecordingMailSender,
     RecordingPushHub,
 )
-from tests.property.model import ModelMember, ModelPolicy, Refusals, World
 
 T = TypeVar("T")
 ACCOUNTS = ("acme", "other")
@@ -122,13 +125,20 @@ class HandoffMachine(RuleBasedStateMachine):
             for person, role in SEED.items():
                 self.put_member(account, person, role, True, None)
 
-    @rule(account=accounts, person=people, role=roles, active=st.booleans(), actor=people | st.none())
+    @rule(
+        account=accounts, person=people, role=roles, active=st.booleans(), actor=people | st.none()
+    )
     def put_member(
         self, account: str, person: str, role: Role, active: bool, actor: str | None
     ) -> None:
         action = self.members.upsert(
-            account, person, email=f"{person}@{account}.test", name=person, role=role,
-            active=active, actor_id=actor,
+            account,
+            person,
+            email=f"{person}@{account}.test",
+            name=person,
+            role=role,
+            active=active,
+            actor_id=actor,
         )
         if self.attempt(action, self.model.expect_manage(account, actor)) is not None:
             self.model.members[(account, person)] = ModelMember(role, active)
@@ -218,29 +228,31 @@ class HandoffMachine(RuleBasedStateMachine):
         h = self.model.handoffs[handoff_id]
         refusals = self.model.expect_claim(handoff_id, actor)
         try:
-            result = self.attempt(self.service.claim(h.account, actor, handoff_id), refusals)
-        except AssertionError:
-            raise
-        if result is not None:
+            self.run(self.service.claim(h.account, actor, handoff_id))
+        except AlreadyClaimed as lost:
+            assert refusals and AlreadyClaimed in refusals, f"refused unexpectedly: {lost!r}"
+            assert lost.by == h.claimed_by  # the loser learns who won
+        except HandoffError as error:
+            assert isinstance(error, tuple(refusals)), f"{error!r} is not one of {refusals}"
+        else:
+            assert not refusals, f"claimed, but the spec refuses it with one of {refusals}"
             self.model.close(handoff_id, HandoffStatus.CLAIMED, actor)
-        elif refusals == {AlreadyClaimed}:
-            winner = self.run(self.queries.handoff(h.account, actor, handoff_id)).claimed_by
-            assert winner == h.claimed_by
 
     @rule(handoff_id=handoffs, actor=people)
     def claim(self, handoff_id: str, actor: str) -> None:
         self._claim(handoff_id, actor)
 
-    @precondition(lambda self: any(h.intent is Intent.ESCALATE and h.status is HandoffStatus.OPEN
-                                   for h in self.model.handoffs.values()))
+    @precondition(lambda self: bool(self.open_escalations()))
     @rule(data=st.data(), actor=people)
     def claim_an_open_escalation(self, data: st.DataObject, actor: str) -> None:
-        open_ones = sorted(
+        self._claim(data.draw(st.sampled_from(self.open_escalations())), actor)
+
+    def open_escalations(self) -> list[str]:
+        return sorted(
             hid
             for hid, h in self.model.handoffs.items()
             if h.intent is Intent.ESCALATE and h.status is HandoffStatus.OPEN
         )
-        self._claim(data.draw(st.sampled_from(open_ones)), actor)
 
     @rule(handoff_id=handoffs, actor=people)
     def withdraw(self, handoff_id: str, actor: str) -> None:
@@ -250,17 +262,157 @@ class HandoffMachine(RuleBasedStateMachine):
             self.model.close(handoff_id, HandoffStatus.WITHDRAWN, actor)
 
     @rule(session_id=sessions, handoff_id=handoffs, actor=people, which=st.integers(0, 5))
-    def reach_across_accounts(self, session_id: str, handoff_id: str, actor: str, which: int) -> None:
+    def reach_across_accounts(
+        self, session_id: str, handoff_id: str, actor: str, which: int
+    ) -> None:
         """Another account's ids, however they are used, name nothing."""
-        s, h = self.model.sessions[session_id], self.model.handoffs[handoff_id]
-        there = elsewhere(s.account)
         svc = self.service
-        action: Coroutine[Any, Any, object] = [
-            svc.hand_off(there, actor, session_id, "escalate", "x"),
-            svc.resume(there, actor, session_id),
-            svc.resolve(there, actor, session_id),
-            self.queries.timeline(there, actor, session_id),
-            svc.claim(elsewhere(h.account), actor, handoff_id),
-            svc.withdraw(elsewhere(h.account), actor, handoff_id),
-        ][which]
-        self.attempt(action, self.model.expect_elsewhere(there if which < 4 else elsewhere(h.account), actor))
+        s_there = elsewhere(self.model.sessions[session_id].account)
+        h_there = elsewhere(self.model.handoffs[handoff_id].account)
+        actions: list[tuple[str, Callable[[], Coroutine[Any, Any, object]]]] = [
+            (s_there, lambda: svc.hand_off(s_there, actor, session_id, "escalate", "x")),
+            (s_there, lambda: svc.resume(s_there, actor, session_id)),
+            (s_there, lambda: svc.resolve(s_there, actor, session_id)),
+            (s_there, lambda: self.queries.timeline(s_there, actor, session_id)),
+            (h_there, lambda: svc.claim(h_there, actor, handoff_id)),
+            (h_there, lambda: svc.withdraw(h_there, actor, handoff_id)),
+        ]
+        account, action = actions[which]
+        self.attempt(action(), self.model.expect_elsewhere(account, actor))
+
+    # --- sending ----------------------------------------------------------------------------
+
+    @rule(handoff_id=handoffs)
+    def dispatch(self, handoff_id: str) -> None:
+        h = self.model.handoffs[handoff_id]
+        before = self.sent(handoff_id)
+        sent = self.run(self.delivery.dispatch(h.account, handoff_id))
+        assert sent == self.sent(handoff_id) - before
+        if h.intent is Intent.PARK:
+            assert sent == 0
+
+    @rule(seconds=st.sampled_from([30, 60, 300, 600, 1800]))
+    def time_passes(self, seconds: int) -> None:
+        """The worker wakes up later: reminders that fell due are raised, then a batch is sent."""
+        self.clock.advance(seconds)
+        while True:
+            raised = self.run(self.delivery.remind_due())
+            assert raised == self.model.remind_due(self.clock.now())
+            if not raised:
+                break
+        self.run(self.delivery.run_once())
+
+    def sent(self, handoff_id: str) -> int:
+        return sum(1 for d in self.read().deliveries[handoff_id] if d.status is DeliveryStatus.SENT)
+
+    # --- what the store holds ---------------------------------------------------------------
+
+    def read(self) -> Stored:
+        return self.run(self._read())
+
+    async def _read(self) -> Stored:
+        stored = Stored()
+        async with self.db() as uow:
+            for session_id, ms in self.model.sessions.items():
+                session = await uow.sessions.get(ms.account, session_id)
+                assert session is not None, f"session {session_id} is gone"
+                stored.sessions[session_id] = session
+                stored.handoffs[session_id] = await uow.handoffs.for_session(ms.account, session_id)
+                stored.timeline[session_id] = await uow.timeline.for_session(ms.account, session_id)
+                for h in stored.handoffs[session_id]:
+                    stored.deliveries[h.id] = await uow.deliveries.for_handoff(ms.account, h.id)
+        return stored
+
+    # --- invariants -------------------------------------------------------------------------
+
+    @invariant()
+    def sessions_agree_with_the_model_and_their_open_handoff(self) -> None:
+        stored = self.read()
+        for session_id, ms in self.model.sessions.items():
+            session = stored.sessions[session_id]
+            assert (session.status, session.assignee_id) == (ms.status, ms.assignee)
+            handoffs = stored.handoffs[session_id]
+            assert session.handoff_count == len(handoffs) == len(ms.handoffs)
+            open_ = [h for h in handoffs if h.status is HandoffStatus.OPEN]
+            assert len(open_) <= 1
+            intents = {h.intent for h in open_}
+            assert (session.status is SessionStatus.PAUSED) == (intents == {Intent.PARK})
+            assert (session.status is SessionStatus.ESCALATED) == (intents == {Intent.ESCALATE})
+
+    @invariant()
+    def an_escalation_has_at_most_one_claimer(self) -> None:
+        stored = self.read()
+        for session_id, handoffs in stored.handoffs.items():
+            claims = Counter(
+                e.handoff_id
+                for e in stored.timeline[session_id]
+                if e.type is EventType.ESCALATION_CLAIMED
+            )
+            for h in handoffs:
+                mh = self.model.handoffs[h.id]
+                assert (h.status, h.claimed_by) == (mh.status, mh.claimed_by)
+                claimed = h.status is HandoffStatus.CLAIMED
+                assert claimed == (h.claimed_by is not None) == (h.claimed_at is not None)
+                assert claims[h.id] == (1 if claimed else 0)
+
+    @invariant()
+    def deliveries_reach_exactly_the_eligible_members(self) -> None:
+        stored = self.read()
+        for handoff_id, deliveries in stored.deliveries.items():
+            mh = self.model.handoffs[handoff_id]
+            if mh.intent is Intent.PARK:
+                assert deliveries == []
+                continue
+            assert mh.policy is not None
+            for d in deliveries:
+                assert d.account_id == mh.account
+                assert d.address == f"{d.recipient_id}@{mh.account}.test"
+            first = [d for d in deliveries if d.kind is NoticeKind.ESCALATION]
+            assert {d.recipient_id for d in first} == mh.recipients
+            for person in mh.recipients:
+                channels = Counter(d.channel for d in first if d.recipient_id == person)
+                if person not in mh.online:
+                    assert channels == Counter({Channel.EMAIL: 1})
+                elif mh.policy.email_online_too:
+                    assert channels == Counter({Channel.PUSH: 1, Channel.EMAIL: 1})
+                else:
+                    assert channels[Channel.PUSH] == 1 and channels[Channel.EMAIL] <= 1
+            reminders = [d for d in deliveries if d.kind is NoticeKind.REMINDER]
+            assert {d.round for d in reminders} <= set(mh.reminded)
+            for round, wanted in mh.reminded.items():
+                got = [d for d in reminders if d.round == round]
+                assert sorted(d.recipient_id for d in got) == sorted(wanted)
+                assert {d.channel for d in got} <= {Channel.EMAIL}
+            if mh.status is HandoffStatus.WITHDRAWN:
+                assert all(d.status is not DeliveryStatus.PENDING for d in deliveries)
+            if mh.status is HandoffStatus.CLAIMED:
+                assert all(d.status is not DeliveryStatus.PENDING for d in reminders)
+
+    @invariant()
+    def nothing_crosses_accounts(self) -> None:
+        stored = self.read()
+        for session_id, session in stored.sessions.items():
+            account = self.model.sessions[session_id].account
+            assert session.account_id == account
+            ids = {h.id for h in stored.handoffs[session_id]}
+            assert ids == set(self.model.sessions[session_id].handoffs)
+            for h in stored.handoffs[session_id]:
+                assert (h.account_id, h.session_id) == (account, session_id)
+                assert all(d.account_id == account for d in stored.deliveries[h.id])
+            for e in stored.timeline[session_id]:
+                assert (e.account_id, e.session_id) == (account, session_id)
+                assert e.handoff_id is None or e.handoff_id in ids
+
+
+@define
+class Stored:
+    """One consistent read of everything the model knows about."""
+
+    sessions: dict[str, Session] = field(factory=dict)
+    handoffs: dict[str, list[Handoff]] = field(factory=dict)
+    deliveries: dict[str, list[Delivery]] = field(factory=dict)
+    timeline: dict[str, list[TimelineEvent]] = field(factory=dict)
+
+
+HandoffMachine.TestCase.settings = settings(settings.default, stateful_step_count=30, deadline=None)
+TestHandoffMachine = HandoffMachine.TestCase

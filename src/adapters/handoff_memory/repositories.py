@@ -250,7 +250,11 @@ class MemoryDeliveries:
 
     async def record(self, delivery: Delivery) -> bool:
         stored = self._s.deliveries.get(delivery.id)
-        if stored is None or stored.leased_by != delivery.leased_by:
+        if (
+            stored is None
+            or stored.account_id != delivery.account_id
+            or stored.leased_by != delivery.leased_by
+        ):
             return False
         updated = clone(delivery)
         updated.leased_by, updated.leased_until = None, None

@@ -84,7 +84,10 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.workers > 1:
         os.environ[RUN_WORKER_ENV] = "0" if args.no_worker else "1"
         config = uvicorn.Config(
-            "handoff_app.serve:app_from_env", factory=True, host=args.host, port=args.port,
+            "handoff_app.serve:app_from_env",
+            factory=True,
+            host=args.host,
+            port=args.port,
             workers=args.workers,
         )
         await asyncio.to_thread(uvicorn.Server(config).run)  # the supervisor forks the workers
@@ -108,8 +111,7 @@ async def _worker(args: argparse.Namespace, settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        print(f"handoff worker {services.delivery.worker_id} running; SIGTERM stops it",
-              flush=True)
+        print(f"handoff worker {services.delivery.worker_id} running; SIGTERM stops it", flush=True)
         await services.delivery.run(stop, poll_seconds=settings.worker_poll_seconds)
         return 0
     finally:
@@ -133,10 +135,16 @@ async def _members(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.members_command == "add":
             m = await services.members.upsert(
-                args.account, args.id, email=args.email, name=args.name, role=args.role,
+                args.account,
+                args.id,
+                email=args.email,
+                name=args.name,
+                role=args.role,
                 active=not args.inactive,
             )
-            print(f"{m.account_id}/{m.id} {m.role} {m.email} ({'active' if m.active else 'inactive'})")
+            print(
+                f"{m.account_id}/{m.id} {m.role} {m.email} ({'active' if m.active else 'inactive'})"
+            )
         elif args.members_command == "list":
             rows = await services.members.members(args.account)
             if not rows:
@@ -168,7 +176,11 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 COMMANDS: dict[str, Command] = {
-    "serve": _serve, "worker": _worker, "db": _db, "members": _members, "token": _token,
+    "serve": _serve,
+    "worker": _worker,
+    "db": _db,
+    "members": _members,
+    "token": _token,
     "demo": _demo,
 }
 
@@ -179,8 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    logging.basicConfig(level=logging.INFO if args.command in ("serve", "worker") else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.command in ("serve", "worker") else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         settings = Settings.from_env() if args.command != "demo" else Settings()

@@ -71,8 +71,9 @@ async def _serving(settings: Settings, sock: socket.socket) -> AsyncIterator[Non
         await asyncio.wait_for(task, timeout=WAIT_SECONDS)
 
 
-async def _read_stream(client: httpx.AsyncClient, token: str, events: asyncio.Queue[Any],
-                       connected: asyncio.Event) -> None:
+async def _read_stream(
+    client: httpx.AsyncClient, token: str, events: asyncio.Queue[Any], connected: asyncio.Event
+) -> None:
     headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
     async with client.stream("GET", "/api/v1/escalations/stream", headers=headers) as response:
         if response.status_code != 200:
@@ -125,8 +126,9 @@ async def _demo(folder: Path) -> None:
 
     services = await build_services(settings)  # the host product mirrors its first user in
     try:
-        await services.members.upsert(ACCOUNT, "olivia", email="olivia@acme-it.test",
-                                      name="Olivia Owner", role="owner")
+        await services.members.upsert(
+            ACCOUNT, "olivia", email="olivia@acme-it.test", name="Olivia Owner", role="owner"
+        )
     finally:
         await services.close()
 
@@ -136,10 +138,16 @@ async def _demo(folder: Path) -> None:
     async with _serving(settings, sock), httpx.AsyncClient(base_url=base, timeout=10) as http:
         _say("1. The owner mirrors the team in (PUT /api/v1/members/{id})")
         for member_id, name, role in TEAM[1:]:
-            body = {"email": f"{member_id}@acme-it.test", "name": name, "role": role,
-                    "active": True}
-            _check(await http.put(f"/api/v1/members/{member_id}", json=body,
-                                  headers=auth("olivia")), 200)
+            body = {
+                "email": f"{member_id}@acme-it.test",
+                "name": name,
+                "role": role,
+                "active": True,
+            }
+            _check(
+                await http.put(f"/api/v1/members/{member_id}", json=body, headers=auth("olivia")),
+                200,
+            )
         for m in _check(await http.get("/api/v1/members", headers=auth("eve")), 200):
             _say(f"   {m['id']:<7} {m['role']:<9} {m['email']}")
 
@@ -148,26 +156,42 @@ async def _demo(folder: Path) -> None:
         connected = asyncio.Event()
         sam_token = mint_token(settings, ACCOUNT, "sam", 600)
         reader = asyncio.get_running_loop().create_task(
-            _read_stream(http, sam_token, events, connected))
+            _read_stream(http, sam_token, events, connected)
+        )
         await asyncio.wait_for(connected.wait(), WAIT_SECONDS)
         await asyncio.sleep(0.2)
 
         _say("\n3. Eve works a session, then escalates it")
-        session = _check(await http.post("/api/v1/ai-sessions", headers=auth("eve"), json={
-            "problem_summary": "VPN won't connect after Win update",
-            "context": {"messages": [{"role": "user", "content": "VPN drops at auth"}],
-                        "confidence_tier": "discovery"},
-        }), 201)
-        handoff = _check(await http.post(
-            f"/api/v1/ai-sessions/{session['id']}/handoff", headers=auth("eve"),
-            json={"intent": "escalate", "engineer_notes": "Stuck on the auth handshake"},
-        ), 201)
+        session = _check(
+            await http.post(
+                "/api/v1/ai-sessions",
+                headers=auth("eve"),
+                json={
+                    "problem_summary": "VPN won't connect after Win update",
+                    "context": {
+                        "messages": [{"role": "user", "content": "VPN drops at auth"}],
+                        "confidence_tier": "discovery",
+                    },
+                },
+            ),
+            201,
+        )
+        handoff = _check(
+            await http.post(
+                f"/api/v1/ai-sessions/{session['id']}/handoff",
+                headers=auth("eve"),
+                json={"intent": "escalate", "engineer_notes": "Stuck on the auth handshake"},
+            ),
+            201,
+        )
         _say(f"   handoff {handoff['id']} is {handoff['status']}; session is now escalated")
 
         pushed = await asyncio.wait_for(events.get(), WAIT_SECONDS)
         data = json.loads(pushed["data"])
-        _say(f"\n4. Sam's stream got: event={pushed['event']} id={pushed.get('id')} "
-             f"summary={data['problem_summary']!r}")
+        _say(
+            f"\n4. Sam's stream got: event={pushed['event']} id={pushed.get('id')} "
+            f"summary={data['problem_summary']!r}"
+        )
 
         messages = await _wait_for_mail(folder / "mail", 3)
         _say(f"\n5. The offline seniors got email ({folder / 'mail'}):")
@@ -176,15 +200,18 @@ async def _demo(folder: Path) -> None:
         _say("   (nothing for Eve, who escalated, or Vic, a viewer; Sam got the push instead)")
 
         _say("\n6. Sam claims it; Ada is a moment too late")
-        claimed = _check(await http.post(f"/api/v1/handoffs/{handoff['id']}/claim",
-                                         headers=auth("sam")), 200)
+        claimed = _check(
+            await http.post(f"/api/v1/handoffs/{handoff['id']}/claim", headers=auth("sam")), 200
+        )
         _say(f"   claimed_by={claimed['claimed_by']} at {claimed['claimed_at']}")
         late = await http.post(f"/api/v1/handoffs/{handoff['id']}/claim", headers=auth("ada"))
         _say(f"   Ada: {late.status_code} {late.json()}")
 
         _say("\n7. The timeline (GET /api/v1/ai-sessions/{id}/timeline)")
-        for event in _check(await http.get(f"/api/v1/ai-sessions/{session['id']}/timeline",
-                                           headers=auth("eve")), 200):
+        for event in _check(
+            await http.get(f"/api/v1/ai-sessions/{session['id']}/timeline", headers=auth("eve")),
+            200,
+        ):
             data = event["data"]
             who = event.get("actor_id") or f"{data.get('recipient_id')} by {data.get('channel')}"
             _say(f"   {event['at'][11:19]} {event['type']:<21} {who}")

@@ -1,0 +1,177 @@
+"""The `handoff` command as an operator runs it: a real process, real SQLite, real output."""
+
+from __future__ import annotations
+
+import mailbox
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jwt
+import pytest
+
+SECRET = "an-operator-secret-of-at-least-32-bytes"
+
+
+def handoff(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("HANDOFF_")}
+    base.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "handoff_app.cli", *args],
+        cwd=cwd,
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_demo_exits_0_in_a_fresh_folder_and_leaves_its_mail(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    done = handoff("demo", "--dir", str(folder), cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "escalation.created" in done.stdout
+    assert "already_claimed" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+    subjects = {m["Subject"] for m in mailbox.Maildir(str(folder / "mail"), create=False)}
+    assert subjects == {"Escalation: VPN won't connect after Win update"}
+    assert (folder / "handoff.db").exists()
+
+
+def test_demo_refuses_a_folder_that_is_not_empty(tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("mine")
+    done = handoff("demo", "--dir", str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "not empty" in done.stdout
+    assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_members_add_list_remove_on_sqlite(tmp_path: Path) -> None:
+    env = {"HANDOFF_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'h.db'}"}
+    added = handoff(
+        "members",
+        "add",
+        "--account",
+        "acme",
+        "--id",
+        "eve",
+        "--email",
+        "eve@acme.test",
+        "--name",
+        "Eve",
+        "--role",
+        "engineer",
+        cwd=tmp_path,
+        env=env,
+    )
+    assert added.returncode == 0, added.stderr
+    handoff(
+        "members",
+        "add",
+        "--account",
+        "acme",
+        "--id",
+        "vic",
+        "--email",
+        "vic@acme.test",
+        "--name",
+        "Vic",
+        "--role",
+        "viewer",
+        cwd=tmp_path,
+        env=env,
+    )
+    listed = handoff("members", "list", "--account", "acme", cwd=tmp_path, env=env)
+    assert listed.returncode == 0
+    assert ["eve", "vic"] == [line.split()[0] for line in listed.stdout.splitlines()]
+    removed = handoff(
+        "members", "remove", "--account", "acme", "--id", "vic", cwd=tmp_path, env=env
+    )
+    assert removed.returncode == 0
+    listed = handoff("members", "list", "--account", "acme", cwd=tmp_path, env=env)
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == ["eve"]
+    other = handoff("members", "list", "--account", "other", cwd=tmp_path, env=env)
+    assert "no members" in other.stdout
+
+
+def test_bad_member_input_is_one_clear_line_and_changes_nothing(tmp_path: Path) -> None:
+    env = {"HANDOFF_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'h.db'}"}
+    bad = handoff(
+        "members",
+        "add",
+        "--account",
+        "acme",
+        "--id",
+        "eve",
+        "--email",
+        "nope",
+        "--name",
+        "Eve",
+        "--role",
+        "engineer",
+        cwd=tmp_path,
+        env=env,
+    )
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == "handoff: email: must be an address like name@example.com"
+    gone = handoff("members", "remove", "--account", "acme", "--id", "ghost", cwd=tmp_path, env=env)
+    assert gone.returncode == 1 and "not found" in gone.stderr
+    listed = handoff("members", "list", "--account", "acme", cwd=tmp_path, env=env)
+    assert "no members" in listed.stdout
+
+
+def test_a_bad_setting_stops_the_start_with_one_line_naming_it(tmp_path: Path) -> None:
+    done = handoff("worker", "--once", cwd=tmp_path, env={"HANDOFF_RETRY_ATTEMPTS": "many"})
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "handoff: HANDOFF_RETRY_ATTEMPTS='many' is not a whole number"
+    ]
+
+
+def test_token_mints_a_jwt_the_api_accepts(tmp_path: Path) -> None:
+    done = handoff(
+        "token",
+        "--account",
+        "acme",
+        "--member",
+        "eve",
+        "--ttl",
+        "60",
+        cwd=tmp_path,
+        env={"HANDOFF_JWT_SECRET": SECRET},
+    )
+    assert done.returncode == 0, done.stderr
+    claims = jwt.decode(done.stdout.strip(), SECRET, algorithms=["HS256"])
+    assert (claims["sub"], claims["account_id"]) == ("eve", "acme")
+    assert claims["exp"] - claims["iat"] == 60
+
+
+def test_token_without_a_secret_says_so(tmp_path: Path) -> None:
+    done = handoff("token", "--account", "acme", "--member", "eve", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "HANDOFF_JWT_SECRET" in done.stderr
+
+
+def test_db_upgrade_creates_the_schema(tmp_path: Path) -> None:
+    env = {"HANDOFF_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'new' / 'h.db'}"}
+    done = handoff("db", "upgrade", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "schema at revision" in done.stdout
+    assert (tmp_path / "new" / "h.db").exists()
+
+
+@pytest.mark.parametrize("args", [["serve", "--workers", "2"], ["serve", "--workers", "0"]])
+def test_serve_refuses_what_it_cannot_do_well(tmp_path: Path, args: list[str]) -> None:
+    done = handoff(*args, cwd=tmp_path, env={"HANDOFF_JWT_SECRET": SECRET})
+    assert done.returncode == 2
+    assert "--workers" in done.stderr
+
+
+def test_no_command_prints_help(tmp_path: Path) -> None:
+    done = handoff(cwd=tmp_path)
+    assert done.returncode == 0
+    assert "serve" in done.stdout and "demo" in done.stdout
