@@ -87,7 +87,7 @@ def test_members_add_list_remove_on_sqlite(tmp_path: Path) -> None:
     )
     listed = handoff("members", "list", "--account", "acme", cwd=tmp_path, env=env)
     assert listed.returncode == 0
-    assert ["eve", "vic"] == [line.split()[0] for line in listed.stdout.splitlines()]
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == ["eve", "vic"]
     removed = handoff(
         "members", "remove", "--account", "acme", "--id", "vic", cwd=tmp_path, env=env
     )

@@ -10,9 +10,8 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
-from handoff_core.errors import HandoffError
-
 from handoff_app.settings import Settings, SettingsError
+from handoff_core.errors import HandoffError
 
 Command = Callable[[argparse.Namespace, Settings], Awaitable[int]]
 

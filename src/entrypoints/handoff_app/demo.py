@@ -99,10 +99,13 @@ def _check(response: httpx.Response, status: int) -> Any:
     return response.json() if response.content else None
 
 
+def _mail_in(maildir: Path) -> list[mailbox.MaildirMessage]:
+    return list(mailbox.Maildir(str(maildir), create=False)) if maildir.exists() else []
+
+
 async def _wait_for_mail(maildir: Path, count: int) -> list[mailbox.MaildirMessage]:
     for _ in range(int(WAIT_SECONDS * 20)):
-        box = mailbox.Maildir(str(maildir), create=False) if maildir.exists() else None
-        messages = list(box) if box is not None else []
+        messages = _mail_in(maildir)
         if len(messages) >= count:
             return messages
         await asyncio.sleep(0.05)
@@ -225,12 +228,18 @@ async def _demo(folder: Path) -> None:
     _say("\nDemo finished: everything above went through the real HTTP API, SQLite and Maildir.")
 
 
+def _fresh(folder: str) -> Path | None:
+    """The folder, made if need be, or None if it already holds something."""
+    path = Path(folder).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return None if any(path.iterdir()) else path
+
+
 async def run_demo(folder: str | None = None) -> int:
     if folder is not None:
-        path = Path(folder).resolve()
-        path.mkdir(parents=True, exist_ok=True)
-        if any(path.iterdir()):
-            print(f"handoff: demo folder {path} is not empty; give a new or empty one")
+        path = _fresh(folder)
+        if path is None:
+            print(f"handoff: demo folder {folder} is not empty; give a new or empty one")
             return 2
         try:
             await _demo(path)
