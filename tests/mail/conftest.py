@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import email
 import socket
+import ssl
+import subprocess
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from email.message import EmailMessage
 from email.policy import default as default_policy
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -101,15 +104,21 @@ class Sink:
 
 
 class SinkServer:
-    """An aiosmtpd Controller on 127.0.0.1 that can be stopped and started again on its port."""
+    """An aiosmtpd Controller on 127.0.0.1 that can be stopped and started again on its port.
 
-    def __init__(self, port: int | None = None) -> None:
+    Extra keyword arguments go to the Controller (`ssl_context`, `tls_context`, `authenticator`,
+    ...), so the same sink can speak implicit TLS, STARTTLS or AUTH."""
+
+    def __init__(self, port: int | None = None, **controller: Any) -> None:
         self.port = port or free_port()
         self.sink = Sink()
+        self._options = controller
         self._controller: Controller | None = None
 
     def start(self) -> None:
-        self._controller = Controller(self.sink, hostname="127.0.0.1", port=self.port)
+        self._controller = Controller(
+            self.sink, hostname="127.0.0.1", port=self.port, **self._options
+        )
         self._controller.start()
 
     def stop(self) -> None:
@@ -141,6 +150,41 @@ def stopped_smtp_server() -> Iterator[SinkServer]:
 @pytest.fixture
 def unused_port() -> int:
     return free_port()
+
+
+@pytest.fixture
+def start_smtp_server() -> Iterator[Callable[..., SinkServer]]:
+    """Start sinks with Controller options of the test's choosing; all stopped at the end."""
+    started: list[SinkServer] = []
+
+    def start(**controller: Any) -> SinkServer:
+        server = SinkServer(**controller)
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def server_tls(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
+    """A server-side TLS context with a throwaway self-signed certificate for 127.0.0.1."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+            "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
 
 
 @pytest.fixture

@@ -157,6 +157,8 @@ async def test_a_server_that_stops_answering_mid_session_times_out_as_transient(
 
     assert [(o.ok, o.permanent) for o in outcomes] == [(False, False)] * 6
     assert all(o.error and "timed out" in o.error for o in outcomes)
+    # a fresh connection that hangs is not retried for every remaining notice
+    assert greeting_then_silent_server.connections == 2
 
 
 async def test_a_dropped_connection_is_transient_and_replaced(

@@ -41,6 +41,7 @@ from handoff_core import (
     HandoffService,
     HandoffStatus,
     Intent,
+    Member,
     MemberService,
     NotFound,
     NoticeKind,
@@ -293,14 +294,19 @@ class HandoffMachine(RuleBasedStateMachine):
 
     @rule(seconds=st.sampled_from([30, 60, 300, 600, 1800]))
     def time_passes(self, seconds: int) -> None:
-        """The worker wakes up later: reminders that fell due are raised, then a batch is sent."""
+        """Reminders that fell due are raised (one round per pass, so a late worker catches up
+        pass by pass); they wait in the outbox until a worker pass or a dispatch sends them."""
         self.clock.advance(seconds)
         while True:
             raised = self.run(self.delivery.remind_due())
             assert raised == self.model.remind_due(self.clock.now())
             if not raised:
                 break
+
+    @rule()
+    def worker_pass(self) -> None:
         self.run(self.delivery.run_once())
+        assert self.model.remind_due(self.clock.now()) == 0  # time_passes raised them all
 
     def sent(self, handoff_id: str) -> int:
         return sum(1 for d in self.read().deliveries[handoff_id] if d.status is DeliveryStatus.SENT)
@@ -313,6 +319,8 @@ class HandoffMachine(RuleBasedStateMachine):
     async def _read(self) -> Stored:
         stored = Stored()
         async with self.db() as uow:
+            for account, person in self.model.members:
+                stored.members[(account, person)] = await uow.members.get(account, person)
             for session_id, ms in self.model.sessions.items():
                 session = await uow.sessions.get(ms.account, session_id)
                 assert session is not None, f"session {session_id} is gone"
@@ -324,6 +332,14 @@ class HandoffMachine(RuleBasedStateMachine):
         return stored
 
     # --- invariants -------------------------------------------------------------------------
+
+    @invariant()
+    def members_agree_with_the_model(self) -> None:
+        for (account, person), member in self.read().members.items():
+            mm = self.model.members[(account, person)]
+            assert member is not None and member.account_id == account
+            assert (member.role, member.active) == (mm.role, mm.active)
+            assert (member.deleted_at is not None) == mm.deleted
 
     @invariant()
     def sessions_agree_with_the_model_and_their_open_handoff(self) -> None:
@@ -408,6 +424,7 @@ class HandoffMachine(RuleBasedStateMachine):
 class Stored:
     """One consistent read of everything the model knows about."""
 
+    members: dict[tuple[str, str], Member | None] = field(factory=dict)
     sessions: dict[str, Session] = field(factory=dict)
     handoffs: dict[str, list[Handoff]] = field(factory=dict)
     deliveries: dict[str, list[Delivery]] = field(factory=dict)

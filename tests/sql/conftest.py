@@ -11,6 +11,7 @@ import shutil
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -22,7 +23,9 @@ from handoff_sql import SqlDatabase, upgrade
 from handoff_sql.tables import ALL_TABLES
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
-PG_ADMIN = os.environ.get("HANDOFF_TEST_PG_ADMIN", f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test")
+PG_ADMIN = os.environ.get(
+    "HANDOFF_TEST_PG_ADMIN", f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test"
+)
 T = TypeVar("T")
 
 
@@ -66,7 +69,7 @@ class PgDatabases:
 
     def drop_all(self) -> None:
         for name in self.names:
-            blocking(lambda name=name: _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))  # type: ignore[misc]
+            blocking(partial(_admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")
@@ -126,6 +129,17 @@ async def sql_url(request: pytest.FixtureRequest) -> str:
 async def sql_db(sql_url: str) -> AsyncIterator[SqlDatabase]:
     database = SqlDatabase(sql_url, pool_size=20, max_overflow=40)
     await database.start()
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+@pytest.fixture
+async def pg_db(pg_url: str) -> AsyncIterator[SqlDatabase]:
+    """The session's PostgreSQL database, emptied."""
+    await _empty(pg_url)
+    database = SqlDatabase(pg_url)
     try:
         yield database
     finally:

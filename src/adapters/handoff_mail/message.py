@@ -58,7 +58,7 @@ def check_address(address: str) -> str:
     return address
 
 
-def format_address(name: str, address: str, linesep: str) -> str:
+def format_address(name: str, address: str, linesep: str, header: str = "To") -> str:
     """`Name <address>` with the name quoted or encoded as RFC 5322 asks."""
     check_address(address)
     name = one_line(name)
@@ -67,7 +67,7 @@ def format_address(name: str, address: str, linesep: str) -> str:
     if name.isascii():
         quoted = name.replace("\\", "\\\\").replace('"', '\\"')
         return f'"{quoted}" <{address}>'
-    encoded = Header(name, "utf-8", header_name="To").encode(linesep=linesep)
+    encoded = Header(name, "utf-8", header_name=header).encode(linesep=linesep)
     return f"{encoded} <{address}>"
 
 
@@ -79,7 +79,7 @@ def envelope_sender(mail_from: str) -> str:
 
 def from_header(mail_from: str, linesep: str = CRLF) -> str:
     name, address = parseaddr(mail_from)
-    return f"From: {format_address(name, address, linesep)}"
+    return f"From: {format_address(name, address, linesep, 'From')}"
 
 
 @frozen

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections import deque
 from collections.abc import Sequence
 
@@ -76,6 +77,7 @@ class SmtpSender:
         self._idle: list[aiosmtplib.SMTP] = []
         self._slots = asyncio.Semaphore(settings.pool_size)
         self._generation = 0
+        self._helo_name = settings.helo_name
 
     async def send(self, notices: Sequence[Notice]) -> list[SendOutcome]:
         if not notices:
@@ -156,6 +158,19 @@ class SmtpSender:
             )
             return None
 
+    async def _local_name(self) -> str:
+        """The EHLO name, looked up once per sender rather than once per connection, and never
+        allowed to hang a send on a slow resolver."""
+        if self._helo_name is None:
+            try:
+                found = await asyncio.wait_for(
+                    asyncio.to_thread(socket.getfqdn), timeout=self.settings.timeout
+                )
+            except TimeoutError:
+                found = ""
+            self._helo_name = found if found and found.isascii() else "localhost"
+        return self._helo_name
+
     async def _connect(self) -> aiosmtplib.SMTP:
         s = self.settings
         conn = aiosmtplib.SMTP(
@@ -163,7 +178,7 @@ class SmtpSender:
             port=s.port,
             username=s.username,
             password=s.password,
-            local_hostname=s.helo_name,
+            local_hostname=await self._local_name(),
             timeout=s.timeout,
             use_tls=s.implicit_tls,
             start_tls=s.starttls,

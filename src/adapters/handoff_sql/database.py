@@ -9,6 +9,7 @@ asyncio lock, which is fair and costs no polling; across processes SQLite's busy
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
@@ -250,6 +251,7 @@ class SqlDatabase:
         """On SQLite, wait for this process's turn to write; False on PostgreSQL (no need)."""
         if not self.target.is_sqlite:
             return False
+        self._require_folder()
         loop = asyncio.get_running_loop()
         if self._writer is None or self._writer_loop is not loop:
             self._writer, self._writer_loop = asyncio.Lock(), loop
@@ -261,6 +263,17 @@ class SqlDatabase:
                 f"{self.target.busy_timeout:g} s (another unit of work held it)"
             ) from None
         return True
+
+    def _require_folder(self) -> None:
+        """A missing folder is the usual reason a SQLite file cannot be opened; saying so here
+        is clearer than the driver's words, and spares aiosqlite a failed connection thread."""
+        database = self.target.url.database or ""
+        folder = os.path.dirname(os.path.abspath(os.path.expanduser(database)))
+        if not os.path.isdir(folder):
+            raise StorageUnavailable(
+                f"storage unavailable: the folder of the SQLite database {self.target.show()} "
+                "does not exist (unable to open database file)"
+            )
 
     def release_writer(self) -> None:
         if self._writer is not None and self._writer.locked():

@@ -6,6 +6,7 @@ and a process that dies simply stops renewing, so its streams lapse without anyo
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,7 @@ class SqlPresence:
         self._db = database
         self._clock: Clock = clock or _SystemClock()
         self._where = database.target.show()
+        self._mine: dict[str, tuple[str, str]] = {}  # streams this process opened
 
     async def _write(self, statement: Any, doing: str) -> int:
         with translated(self._where, doing):
@@ -55,10 +57,35 @@ class SqlPresence:
                 return int(result.rowcount)
 
     async def enter(
-        self, account_id: str, member_id: str, stream_id: str, ttl_seconds: float
-    ) -> None:
-        """A stream opened (or reopened under the same id)."""
+        self, account_id: str, member_id: str, ttl_seconds: float, *, stream_id: str | None = None
+    ) -> str:
+        """A stream opened: returns its id (a new one unless `stream_id` names it)."""
+        stream_id = stream_id or uuid.uuid4().hex
+        await self._put(stream_id, account_id, member_id, ttl_seconds)
+        self._mine[stream_id] = (account_id, member_id)
+        return stream_id
+
+    async def heartbeat(self, stream_id: str, ttl_seconds: float) -> None:
+        """Keep a stream alive. One this process opened that lapsed meanwhile (a long pause, or
+        purged by another process) is put back, so an open stream never stays invisible."""
         expires_at = self._clock.now() + _positive(ttl_seconds)
+        statement = (
+            sa.update(presence)
+            .where(presence.c.stream_id == stream_id)
+            .values(expires_at=expires_at)
+        )
+        if await self._write(statement, "renew a live stream") == 0 and stream_id in self._mine:
+            account_id, member_id = self._mine[stream_id]
+            await self._put(stream_id, account_id, member_id, ttl_seconds)
+
+    async def leave(self, stream_id: str) -> None:
+        self._mine.pop(stream_id, None)
+        await self._write(
+            sa.delete(presence).where(presence.c.stream_id == stream_id), "forget a live stream"
+        )
+
+    async def _put(self, stream_id: str, account_id: str, member_id: str, ttl: float) -> None:
+        expires_at = self._clock.now() + _positive(ttl)
         statement = upsert_insert(self._db.dialect, presence).values(
             stream_id=stream_id, account_id=account_id, member_id=member_id, expires_at=expires_at
         )
@@ -71,22 +98,6 @@ class SqlPresence:
             },
         )
         await self._write(statement, "record a live stream")
-
-    async def heartbeat(self, stream_id: str, ttl_seconds: float) -> bool:
-        """Keep a stream alive; False if it is unknown (it lapsed or left), so the caller can
-        enter again."""
-        expires_at = self._clock.now() + _positive(ttl_seconds)
-        statement = (
-            sa.update(presence)
-            .where(presence.c.stream_id == stream_id)
-            .values(expires_at=expires_at)
-        )
-        return await self._write(statement, "renew a live stream") > 0
-
-    async def leave(self, stream_id: str) -> None:
-        await self._write(
-            sa.delete(presence).where(presence.c.stream_id == stream_id), "forget a live stream"
-        )
 
     async def purge(self) -> int:
         """Delete lapsed streams; they are already ignored, this only keeps the table small."""

@@ -112,8 +112,8 @@ async def build_services(settings: Settings, *, clock: Clock | None = None) -> S
 
     container = punq.Container()
     container.register(Settings, instance=settings)
-    container.register(Clock, instance=clock or SystemClock())  # type: ignore[type-abstract]
-    the_clock = container.resolve(Clock)  # type: ignore[type-abstract]
+    container.register(Clock, instance=clock or SystemClock())
+    the_clock = container.resolve(Clock)
     announcer = ServiceAnnouncer(hub, None)
     delivery = DeliveryService(
         uow,

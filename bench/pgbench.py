@@ -1,0 +1,252 @@
+"""The SQL limit of B1: pgbench running the statements the adapter really issued for one escalation.
+
+bench.server logged every statement of the running server (SQLAlchemy events) while the harness
+escalated one session alone. The transactions of that request — authentication, the unit of work,
+the presence lookup — are restated here as a pgbench script: the same statements with their
+captured values as literals, except the keys that must be new each time (handoff and delivery
+ids) or must name a session that exists (a pool of copies of the captured session, one range per
+client so no two clients update the same row). An executemany (asyncpg pipelines it) becomes a
+pgbench pipeline. pgbench runs with -M prepared, as asyncpg prepares its statements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from attrs import define, field
+
+from bench.stack import PG_HOST, PG_PORT, PG_USER, BenchError
+from bench.stats import median, percentile
+
+PGBENCH_PATHS = ("/usr/lib/postgresql/15/bin/pgbench",)
+SESSIONS_PER_CLIENT = 1000
+WORKER_SIGNS = ("SKIP LOCKED", "next_reminder_at <=", "SELECT 1")
+PLACEHOLDER = re.compile(r"\$(\d+)")
+COLON_NAME = re.compile(r":(?=[A-Za-z_])")
+
+
+def pgbench_binary() -> str:
+    found = shutil.which("pgbench")
+    if found:
+        return found
+    for path in PGBENCH_PATHS:
+        if Path(path).exists():
+            return path
+    raise BenchError("pgbench not found (Debian: apt-get install postgresql-client)")
+
+
+@define
+class Transaction:
+    conn: int
+    began: float
+    rows: list[dict[str, Any]] = field(factory=list)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(str(r["sql"]) for r in self.rows)
+
+    def mentions(self, value: str) -> bool:
+        for row in self.rows:
+            params = row["params"] or []
+            flat = [v for p in params for v in p] if row["many"] else params
+            if value in flat:
+                return True
+        return False
+
+
+def transactions(log: Path) -> list[Transaction]:
+    """The captured statements grouped into transactions, per connection, by BEGIN time."""
+    open_by_conn: dict[int, Transaction] = {}
+    done: list[Transaction] = []
+    for line in log.read_text().splitlines():
+        row = json.loads(line)
+        conn = int(row["conn"])
+        if row["sql"] == "BEGIN" or conn not in open_by_conn:
+            open_by_conn[conn] = Transaction(conn=conn, began=float(row["t"]))
+        txn = open_by_conn[conn]
+        txn.rows.append(row)
+        if row["sql"] in ("COMMIT", "ROLLBACK"):
+            done.append(open_by_conn.pop(conn))
+    return sorted(done, key=lambda t: t.began)
+
+
+def escalation_transactions(
+    log: Path, account_id: str, sent: float, committed: float
+) -> list[Transaction]:
+    """The transactions of one escalation request: begun between the request and its commit,
+    touching its account; the worker's cross-account polls are left out."""
+    found = [
+        t
+        for t in transactions(log)
+        if sent <= t.began <= committed
+        and t.mentions(account_id)
+        and not any(sign in t.text for sign in WORKER_SIGNS)
+    ]
+    if not any("INSERT INTO handoffs" in t.text for t in found):
+        raise BenchError("the captured SQL has no escalation transaction")
+    return found
+
+
+def literal(value: Any) -> str:
+    """A captured parameter as an SQL literal pgbench will not mistake for a :variable."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, dict):
+        value = value.get("$dt") or value.get("$json") or value.get("$repr") or ""
+    text = str(value).replace("'", "''")
+    # pgbench reads ":name" anywhere in a statement as a variable, inside quotes too.
+    text = COLON_NAME.sub(":' || '", text)
+    quoted = f"'{text}'"
+    return f"({quoted})" if "||" in quoted else quoted
+
+
+@define
+class Restated:
+    """A pgbench script and what it stands for."""
+
+    script: str
+    statements: list[str]
+    session_id: str
+    account_id: str
+
+
+def restate(found: Sequence[Transaction], handoff_id: str) -> Restated:
+    """The escalation's transactions as a pgbench script (see the module's docstring)."""
+    session_id = account_id = ""
+    delivery_ids: dict[str, int] = {}
+    for txn in found:
+        for row in txn.rows:
+            sql = str(row["sql"])
+            if sql.startswith("INSERT INTO handoffs"):
+                session_id = row["params"][2]
+                account_id = row["params"][0]
+            if sql.startswith("INSERT INTO deliveries") and row["many"]:
+                for k, params in enumerate(row["params"]):
+                    delivery_ids[params[1]] = k
+    if not session_id:
+        raise BenchError("no handoff insert in the captured escalation")
+    keys = {
+        handoff_id: "('pgbh-' || :h)",
+        session_id: "('pgbs-' || :s)",
+        **{d: f"('pgbd-' || :h || '-{k}')" for d, k in delivery_ids.items()},
+    }
+
+    def one(sql: str, params: Sequence[Any]) -> str:
+        values = list(params)
+        if sql.startswith("UPDATE sessions"):
+            set_at = re.search(r"\bversion=\$(\d+)", sql)
+            where_at = re.search(r"sessions\.version = \$(\d+)", sql)
+            if set_at and where_at:  # keep the pool's sessions matching, run after run
+                values[int(set_at.group(1)) - 1] = values[int(where_at.group(1)) - 1]
+
+        def put(match: re.Match[str]) -> str:
+            value = values[int(match.group(1)) - 1]
+            if isinstance(value, str) and value in keys:
+                return keys[value]
+            return literal(value)
+
+        return PLACEHOLDER.sub(put, sql).strip() + ";"
+
+    lines = [
+        "-- One escalation's SQL as the handoff adapter issued it (restated by bench/pgbench.py).",
+        "\\set h random(1, 9000000000000000)",
+        f"\\set s :client_id * {SESSIONS_PER_CLIENT} + random(0, {SESSIONS_PER_CLIENT - 1})",
+    ]
+    statements: list[str] = []
+    for txn in found:
+        for row in txn.rows:
+            sql = str(row["sql"])
+            statements.append(sql.split("\n", 1)[0][:90] + (f" × {len(row['params'])}"
+                              if row["many"] else ""))
+            if sql in ("BEGIN", "COMMIT", "ROLLBACK"):
+                lines.append(sql + ";")
+            elif row["many"]:
+                lines.append("\\startpipeline")
+                lines += [one(sql, params) for params in row["params"]]
+                lines.append("\\endpipeline")
+            else:
+                lines.append(one(sql, row["params"] or []))
+    return Restated("\n".join(lines) + "\n", statements, session_id, account_id)
+
+
+async def prepare_sessions(dsn: str, restated: Restated, clients: int) -> None:
+    """Copies of the captured session for pgbench to escalate, `SESSIONS_PER_CLIENT` a client."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            """
+            INSERT INTO sessions (account_id, id, owner_id, assignee_id, status, problem_summary,
+                                  context, handoff_count, escalation_package, created_at,
+                                  updated_at, version)
+            SELECT account_id, 'pgbs-' || g, owner_id, assignee_id, 'active', problem_summary,
+                   context, 0, NULL, created_at, updated_at, 1
+            FROM sessions, generate_series(0, $3::int - 1) AS g
+            WHERE account_id = $1 AND id = $2
+            """,
+            restated.account_id,
+            restated.session_id,
+            clients * SESSIONS_PER_CLIENT,
+        )
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+
+
+@define
+class PgbenchResult:
+    tps: float
+    p50_ms: float
+    p99_ms: float
+    transactions: int
+    failed: int
+
+
+async def run_pgbench(
+    script: Path, database: str, clients: int, seconds: int, workdir: Path
+) -> PgbenchResult:
+    for old in workdir.glob("pgbench_log*"):
+        old.unlink()
+    argv = [
+        pgbench_binary(), "-n", "-M", "prepared", "-c", str(clients), "-j", "2",
+        "-T", str(seconds), "-f", str(script), "-l", "--log-prefix=pgbench_log",
+        "-h", PG_HOST, "-p", str(PG_PORT), "-U", PG_USER, database,
+    ]  # fmt: skip
+    process = await asyncio.create_subprocess_exec(
+        *argv, cwd=workdir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), seconds + 60)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise BenchError("pgbench did not finish in time") from None
+    text = out.decode(errors="replace")
+    (workdir / "pgbench.out").write_text(text)
+    tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", text)
+    if process.returncode != 0 or tps is None:
+        raise BenchError(f"pgbench failed ({process.returncode}):\n{text[-1500:]}")
+    failed = re.search(r"number of failed transactions: (\d+)", text)
+    latencies: list[float] = []
+    for log in workdir.glob("pgbench_log*"):
+        for line in log.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 3:
+                latencies.append(int(parts[2]) / 1000.0)
+    return PgbenchResult(
+        tps=float(tps.group(1)),
+        p50_ms=median(latencies),
+        p99_ms=percentile(latencies, 99),
+        transactions=len(latencies),
+        failed=int(failed.group(1)) if failed else 0,
+    )

@@ -1,0 +1,97 @@
+"""The SMTP sink: aiosmtpd on 127.0.0.1 in a process of its own, counting what it accepted.
+
+Run by the harness as `python -m bench.sink --port P`. It answers one JSON line per command read
+from stdin: `stats` (count, first and last acceptance on the monotonic clock, which every process
+of this machine shares), `reset`, `dump PATH` (the accepted messages as JSON lines, for the raw
+aiosmtplib baseline to send again), and `quit`. End of input stops it too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+
+class Counting:
+    """An aiosmtpd handler that accepts everything and remembers when."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.count = 0
+        self.first: float | None = None
+        self.last: float | None = None
+        self.keep = False
+        self.kept: list[tuple[str, list[str], bytes]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        now = time.monotonic()
+        with self.lock:
+            self.count += 1
+            if self.first is None:
+                self.first = now
+            self.last = now
+            if self.keep:
+                self.kept.append(
+                    (envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content))
+                )
+        return "250 2.0.0 accepted"
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            return {"count": self.count, "first": self.first, "last": self.last}
+
+    def reset(self, keep: bool) -> None:
+        with self.lock:
+            self.count, self.first, self.last = 0, None, None
+            self.keep, self.kept = keep, []
+
+    def dump(self, path: str) -> int:
+        with self.lock:
+            kept = list(self.kept)
+        with open(path, "w", encoding="utf-8") as out:
+            for mail_from, rcpts, content in kept:
+                row = {"from": mail_from, "to": rcpts, "data": content.decode("latin-1")}
+                out.write(json.dumps(row) + "\n")
+        return len(kept)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.sink")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    handler = Counting()
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=args.port, data_size_limit=10 * 1024 * 1024
+    )
+    controller.start()
+    try:
+        print(json.dumps({"ready": True, "port": args.port}), flush=True)
+        for line in sys.stdin:
+            command, _, rest = line.strip().partition(" ")
+            answer: dict[str, Any]
+            if command == "stats":
+                answer = handler.stats()
+            elif command == "reset":
+                handler.reset(keep=rest == "keep")
+                answer = {"reset": True}
+            elif command == "dump":
+                answer = {"dumped": handler.dump(rest)}
+            elif command == "quit":
+                print(json.dumps({"bye": True}), flush=True)
+                break
+            else:
+                answer = {"error": f"unknown command {command!r}"}
+            print(json.dumps(answer), flush=True)
+    finally:
+        controller.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

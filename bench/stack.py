@@ -1,0 +1,355 @@
+"""What the benchmarks run against, all on 127.0.0.1: fresh PostgreSQL databases, the real server
+(uvicorn, `handoff serve`) in a subprocess, and an aiosmtpd sink in a process of its own.
+
+Every process started here is stopped by its own pid; every database made here is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from attrs import define
+
+from bench.wire import HttpConnection
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+PG_HOST = "127.0.0.1"
+PG_PORT = 5432
+PG_USER = os.environ.get("BENCH_PG_USER", "postgres")
+SECRET = "bench-" + "s" * 40  # a throwaway HS256 key for tokens the harness mints itself
+START_SECONDS = 30.0
+STOP_SECONDS = 20.0
+
+
+class BenchError(RuntimeError):
+    """Something the harness needs did not work; the message says what."""
+
+
+@define
+class Context:
+    """What every benchmark of one run shares."""
+
+    databases: Databases
+    sink: Sink
+    workdir: Path
+    quick: bool
+
+
+def raise_nofile() -> int:
+    """Lift this process's open-file limit to its hard limit (1,000 streams need 1,000 sockets)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    raise BenchError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_env(extra: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a child: this one, the repo on the path, and no stray HANDOFF_*."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HANDOFF_")}
+    path = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{path}" if path else str(ROOT)
+    env.update(extra)
+    return env
+
+
+# --- PostgreSQL --------------------------------------------------------------------------------
+
+
+class Databases:
+    """Fresh databases with one random prefix per run; `drop_all` removes every one of them."""
+
+    def __init__(self) -> None:
+        self.prefix = f"handoff_bench_{secrets.token_hex(4)}"
+        self.made: list[str] = []
+
+    @staticmethod
+    def dsn(name: str) -> str:
+        return f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+
+    @classmethod
+    def url(cls, name: str) -> str:
+        return f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+
+    async def _admin(self) -> Any:
+        last: Exception | None = None
+        for maintenance in ("postgres", "test"):
+            try:
+                return await asyncpg.connect(self.dsn(maintenance), timeout=10)
+            except Exception as exc:  # try the next maintenance database
+                last = exc
+        raise BenchError(f"PostgreSQL at {PG_HOST}:{PG_PORT} is not reachable: {last}")
+
+    async def server_version(self) -> str:
+        conn = await self._admin()
+        try:
+            return str(await conn.fetchval("SHOW server_version"))
+        finally:
+            await conn.close()
+
+    async def fresh(self, label: str) -> str:
+        """A new database with the handoff schema (`handoff db upgrade`); returns its name."""
+        from handoff_sql import ensure_schema
+
+        name = f"{self.prefix}_{label}"
+        conn = await self._admin()
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        self.made.append(name)
+        await ensure_schema(self.url(name))
+        return name
+
+    async def drop_all(self) -> None:
+        if not self.made:
+            return
+        conn = await self._admin()
+        try:
+            for name in self.made:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+        self.made.clear()
+
+
+# --- the server --------------------------------------------------------------------------------
+
+
+class Server:
+    """`handoff serve` in a subprocess (through bench.server, which adds the commit log)."""
+
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        smtp_port: int | None,
+        name: str,
+        workdir: Path,
+        worker: bool = True,
+        sql_log: bool = False,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.port = free_port()
+        self.name = name
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / f"{name}.log"
+        self.commit_log = workdir / f"{name}.commits"
+        self.sql_log = workdir / f"{name}.sql.jsonl" if sql_log else None
+        settings = {
+            "HANDOFF_DATABASE_URL": database_url,
+            "HANDOFF_JWT_SECRET": SECRET,
+            "HANDOFF_PUBLIC_URL": self.base_url,
+            "HANDOFF_MAILDIR": str(workdir / f"{name}-mail"),
+            "BENCH_COMMIT_LOG": str(self.commit_log),
+            **({"HANDOFF_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}"} if smtp_port else {}),
+            **({"BENCH_SQL_LOG": str(self.sql_log)} if self.sql_log else {}),
+            **(env or {}),
+        }
+        self._env = child_env(settings)
+        self._workdir = workdir
+        self._args = ["--port", str(self.port), *([] if worker else ["--no-worker"])]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise BenchError(f"server {self.name} is not running")
+        return self.process.pid
+
+    async def start(self) -> None:
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "bench.server", *self._args],
+                env=self._env,
+                cwd=self._workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + START_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise BenchError(f"server {self.name} exited at start:\n{self.log_tail()}")
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError, ValueError):
+                conn = HttpConnection("127.0.0.1", self.port)
+                try:
+                    status, _ = await conn.request("GET", "/readyz")
+                finally:
+                    await conn.close()
+                if status == 200:
+                    return
+            await asyncio.sleep(0.1)
+        await self.stop()
+        raise BenchError(f"server {self.name} was not ready in {START_SECONDS:g} s")
+
+    def signal(self, signum: int) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signum)
+
+    async def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_SECONDS
+        while process.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def commits(self) -> dict[str, float]:
+        """handoff id → monotonic time its escalation's COMMIT returned (bench.server writes it)."""
+        found: dict[str, float] = {}
+        with contextlib.suppress(FileNotFoundError):
+            for line in self.commit_log.read_text().splitlines():
+                parts = line.split()
+                if len(parts) == 3:
+                    found[parts[2]] = float(parts[1])
+        return found
+
+    async def commit_of(self, handoff_id: str, timeout: float = 10.0) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.commits().get(handoff_id)
+            if found is not None:
+                return found
+            await asyncio.sleep(0.01)
+        raise BenchError(f"no commit logged for handoff {handoff_id} by server {self.name}")
+
+
+@contextlib.asynccontextmanager
+async def running(*servers: Server) -> AsyncIterator[None]:
+    try:
+        for server in servers:
+            await server.start()
+        yield
+    finally:
+        for server in servers:
+            await server.stop()
+
+
+# --- child processes spoken to over stdin/stdout -----------------------------------------------
+
+
+class Child:
+    """A bench child process that answers one JSON line per command line."""
+
+    def __init__(self, module: str, *args: str, name: str, workdir: Path) -> None:
+        self._argv = [sys.executable, "-m", module, *args]
+        self.name = name
+        self._log_path = workdir / f"{name}.log"
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self, ready_timeout: float = 30.0) -> dict[str, Any]:
+        with self._log_path.open("wb") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                *self._argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log,
+                env=child_env({}),
+                limit=1 << 24,
+            )
+        return await self.answer(ready_timeout)
+
+    async def answer(self, timeout: float) -> dict[str, Any]:
+        assert self.process is not None and self.process.stdout is not None
+        try:
+            line = await asyncio.wait_for(self.process.stdout.readline(), timeout)
+        except TimeoutError:
+            raise BenchError(f"{self.name} did not answer within {timeout:g} s") from None
+        if not line:
+            tail = self._log_path.read_text(errors="replace")[-2000:]
+            raise BenchError(f"{self.name} exited:\n{tail}")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    async def ask(self, command: str, timeout: float = 30.0) -> dict[str, Any]:
+        assert self.process is not None and self.process.stdin is not None
+        self.process.stdin.write(command.encode() + b"\n")
+        await self.process.stdin.drain()
+        return await self.answer(timeout)
+
+    async def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(Exception):
+            assert process.stdin is not None
+            process.stdin.write(b"quit\n")
+            await process.stdin.drain()
+            process.stdin.close()
+        try:
+            await asyncio.wait_for(process.wait(), STOP_SECONDS)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+class Sink(Child):
+    """The aiosmtpd sink (bench.sink): counts what it accepted and when."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        super().__init__("bench.sink", "--port", str(self.port), name="sink", workdir=workdir)
+
+    async def stats(self) -> dict[str, Any]:
+        return await self.ask("stats")
+
+    async def reset(self, *, keep: bool = False) -> None:
+        """Zero the counts; with `keep`, also keep every message accepted from now on."""
+        await self.ask("reset keep" if keep else "reset")
+
+    async def wait_for(self, count: int, timeout: float) -> dict[str, Any]:
+        """Poll until the sink has accepted `count` messages (or the time is up)."""
+        deadline = time.monotonic() + timeout
+        stats = await self.stats()
+        while stats["count"] < count and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            stats = await self.stats()
+        return stats
