@@ -37,13 +37,16 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--only", default="", help="comma-separated, e.g. B1,B5 (default: all)")
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
+    parser.add_argument(
+        "--profile", action="store_true", help="sample every server with py-spy (bench/out)"
+    )
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--write", action="store_true", help="write the docs and JSON anyway")
     group.add_argument("--no-write", action="store_true", help="print only")
     return parser
 
 
-async def _run(selected: list[str], quick: bool) -> tuple[list[Outcome], dict[str, str]]:
+async def _run(selected: list[str], quick: bool, profile: bool) -> tuple[list[Outcome], dict[str, str]]:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     workdir = OUT / f"run-{stamp}"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -52,7 +55,7 @@ async def _run(selected: list[str], quick: bool) -> tuple[list[Outcome], dict[st
     pg_version = await databases.server_version()
     sink = Sink(workdir)
     await sink.start()
-    ctx = Context(databases=databases, sink=sink, workdir=workdir, quick=quick)
+    ctx = Context(databases=databases, sink=sink, workdir=workdir, quick=quick, profile=profile)
     outcomes: list[Outcome] = []
     try:
         for name in selected:
@@ -84,15 +87,17 @@ def main(argv: list[str] | None = None) -> int:
     selected = [n for n in ORDER if not wanted or n in wanted]
     started = time.monotonic()
     try:
-        outcomes, facts = asyncio.run(_run(selected, args.quick))
+        outcomes, facts = asyncio.run(_run(selected, args.quick, args.profile))
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
     seconds = time.monotonic() - started
+    for outcome in outcomes:
+        print(f"\n{outcome.name}: " + ("\n    ".join(outcome.notes) or "(no notes)"))
     print()
     print(table(outcomes))
     print(f"\n{len(selected)} benchmarks in {seconds:.0f} s")
-    full = not wanted and not args.quick
+    full = not wanted and not args.quick and not args.profile
     if (full or args.write) and not args.no_write:
         command = "python -m bench" + (" " + shlex.join(argv or sys.argv[1:])).rstrip()
         meta: dict[str, object] = {

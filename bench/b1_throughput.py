@@ -63,10 +63,7 @@ async def run(ctx: Context) -> Outcome:
     teams = [team(f"b1-account-{i}", SENIORS) for i in range(CLIENTS)]
     await mirror(Databases.url(name), teams)
     await ctx.sink.reset()
-    server = Server(
-        Databases.url(name), smtp_port=ctx.sink.port, name="b1", workdir=ctx.workdir,
-        sql_log=True,
-    )  # fmt: skip
+    server = ctx.server(name, "b1", sql_log=True)
     loop = asyncio.get_running_loop()
     async with running(server):
         # One escalation alone, its SQL captured for pgbench; then capture stops.

@@ -73,7 +73,7 @@ async def run(ctx: Context) -> Outcome:
     name = await ctx.databases.fresh("b2")
     t = team("b2-account", RECIPIENTS)
     await mirror(Databases.url(name), [t])
-    server = Server(Databases.url(name), smtp_port=ctx.sink.port, name="b2", workdir=ctx.workdir)
+    server = ctx.server(name, "b2")
     kept = ctx.workdir / "b2_messages.jsonl"
     spans: list[float] = []
     recorded: list[float] = []

@@ -73,11 +73,11 @@ async def run(ctx: Context) -> Outcome:
     t = team("b3-account", STREAMS)
     await mirror(url, [t])
 
-    one = Server(url, smtp_port=ctx.sink.port, name="b3-one", workdir=ctx.workdir)
+    one = ctx.server(name, "b3-one")
     async with running(one):
         single = await _measure(ctx, one, one, t, dsn, "one")
-    streams_at = Server(url, smtp_port=ctx.sink.port, name="b3-streams", workdir=ctx.workdir)
-    escalate_at = Server(url, smtp_port=ctx.sink.port, name="b3-escalate", workdir=ctx.workdir)
+    streams_at = ctx.server(name, "b3-streams")
+    escalate_at = ctx.server(name, "b3-escalate")
     async with running(streams_at, escalate_at):
         double = await _measure(ctx, streams_at, escalate_at, t, dsn, "two")
 

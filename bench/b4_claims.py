@@ -28,7 +28,7 @@ async def run(ctx: Context) -> Outcome:
     name = await ctx.databases.fresh("b4")
     t = team("b4-account", CLAIMERS)
     await mirror(Databases.url(name), [t])
-    server = Server(Databases.url(name), smtp_port=ctx.sink.port, name="b4", workdir=ctx.workdir)
+    server = ctx.server(name, "b4")
     latencies: list[float] = []
     exactly_one = 0
     played = 0

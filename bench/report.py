@@ -34,7 +34,9 @@ class Figure:
         if self.value is None or (isinstance(self.value, float) and math.isnan(self.value)):
             return "—"
         value = self.value
-        if abs(value) >= 100:
+        if float(value).is_integer() and not self.unit.startswith("×"):
+            text = f"{value:,.0f}"
+        elif abs(value) >= 100:
             text = f"{value:,.0f}"
         elif abs(value) >= 10:
             text = f"{value:.1f}"

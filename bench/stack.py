@@ -48,6 +48,14 @@ class Context:
     sink: Sink
     workdir: Path
     quick: bool
+    profile: bool = False
+
+    def server(self, database: str, name: str, **options: Any) -> Server:
+        """A server on `database`, mailing the sink, logging and profiling into the workdir."""
+        return Server(
+            Databases.url(database), smtp_port=self.sink.port, name=name, workdir=self.workdir,
+            profile=self.profile, **options,
+        )  # fmt: skip
 
 
 def raise_nofile() -> int:
@@ -165,6 +173,7 @@ class Server:
         worker: bool = True,
         sql_log: bool = False,
         env: Mapping[str, str] | None = None,
+        profile: bool = False,
     ) -> None:
         self.port = free_port()
         self.name = name
@@ -186,6 +195,8 @@ class Server:
         self._workdir = workdir
         self._args = ["--port", str(self.port), *([] if worker else ["--no-worker"])]
         self.process: subprocess.Popen[bytes] | None = None
+        self._profile = workdir / f"{name}.pyspy.txt" if profile else None
+        self._spy: subprocess.Popen[bytes] | None = None
 
     @property
     def pid(self) -> int:
@@ -214,6 +225,10 @@ class Server:
                 finally:
                     await conn.close()
                 if status == 200:
+                    if self._profile is not None:
+                        from bench.profile import attach
+
+                        self._spy = attach(self.process.pid, self._profile)
                     return
             await asyncio.sleep(0.1)
         await self.stop()
@@ -224,6 +239,11 @@ class Server:
             os.kill(self.process.pid, signum)
 
     async def stop(self) -> None:
+        spy, self._spy = self._spy, None
+        if spy is not None and self._profile is not None:
+            from bench.profile import detach
+
+            await asyncio.to_thread(detach, spy, self._profile)
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return

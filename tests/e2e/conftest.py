@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -58,13 +60,28 @@ def store(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, store: str) -> Settings:
+def settings(tmp_path: Path, store: str, request: pytest.FixtureRequest) -> Settings:
+    if store == "sqlite":
+        shutil.copytree(request.getfixturevalue("sqlite_template"), tmp_path / "db")
     return make_settings(tmp_path, store)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated, seeded SQLite database made once; each test gets its own copy of it."""
+    folder = tmp_path_factory.mktemp("template")
+
+    async def build() -> None:
+        await (await prepared(make_settings(folder, "sqlite"))).close()
+
+    asyncio.run(build())
+    return folder / "db"
 
 
 @pytest.fixture
 async def services(settings: Settings) -> AsyncIterator[Services]:
-    built = await prepared(settings)
+    """For SQLite the `settings` fixture already copied in a seeded database."""
+    built = await build_services(settings) if not settings.is_memory else await prepared(settings)
     try:
         yield built
     finally:

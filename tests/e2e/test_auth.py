@@ -28,7 +28,9 @@ async def test_probes_answer_without_a_token(client: httpx.AsyncClient) -> None:
     assert (ready.status_code, ready.json()) == (200, {"status": "ok"})
 
 
-async def test_a_valid_token_lets_a_member_in(client: httpx.AsyncClient, settings: Settings) -> None:
+async def test_a_valid_token_lets_a_member_in(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
     r = await client.get(f"{API}/members", headers=bearer(settings, "acme", "vic"))
     assert r.status_code == 200
     assert "vic" in {m["id"] for m in r.json()}

@@ -202,9 +202,7 @@ async def test_analytics_count_and_time_the_claims(api: Api) -> None:
     ],
     ids=["naive", "not-a-time", "no-utc-year", "backwards"],
 )
-async def test_bad_analytics_windows_are_422(
-    api: Api, params: dict[str, str], field: str
-) -> None:
+async def test_bad_analytics_windows_are_422(api: Api, params: dict[str, str], field: str) -> None:
     r = await api.call("GET", "/analytics/escalations", ADAM, params=params)
     assert (r.status_code, r.json()["field"]) == (422, field)
 

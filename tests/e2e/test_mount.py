@@ -69,9 +69,7 @@ async def test_a_mounted_api_builds_its_services_on_first_use(tmp_path: Path) ->
     transport = httpx.ASGITransport(app=host)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://host") as client:
-            r = await client.get(
-                f"/handoff{API}/members", headers=bearer(settings, "acme", "olga")
-            )
+            r = await client.get(f"/handoff{API}/members", headers=bearer(settings, "acme", "olga"))
             assert r.status_code == 200
             assert "erin" in {m["id"] for m in r.json()}
             assert slot_of(api).built

@@ -75,7 +75,12 @@ async def test_the_assignee_or_an_admin_edits_a_session(api: Api) -> None:
         ("POST", "/ai-sessions", {"problem_summary": 5}, "body.problem_summary"),
         ("POST", "/ai-sessions", {}, "body.problem_summary"),
         ("POST", "/ai-sessions", {"problem_summary": "x", "context": [1]}, "body.context"),
-        ("POST", "/ai-sessions", {"problem_summary": "x", "context": {"a": "\x00"}}, "body.context"),
+        (
+            "POST",
+            "/ai-sessions",
+            {"problem_summary": "x", "context": {"a": "\x00"}},
+            "body.context",
+        ),
         ("PATCH", "/ai-sessions/{id}", {"context": "text"}, "body.context"),
         ("POST", "/ai-sessions/{id}/handoff", {"intent": "fly"}, "body.intent"),
         ("POST", "/ai-sessions/{id}/handoff", {}, "body.intent"),
@@ -108,7 +113,12 @@ async def test_park_and_resume(api: Api, maildir: Path) -> None:
     )
     assert parked.status_code == 201
     h = parked.json()
-    assert (h["intent"], h["status"], h["created_by"], h["policy"]) == ("park", "open", "erin", None)
+    assert (h["intent"], h["status"], h["created_by"], h["policy"]) == (
+        "park",
+        "open",
+        "erin",
+        None,
+    )
     assert h["snapshot"]["status"] == "active"
     session = (await api.call("GET", f"/ai-sessions/{session_id}", ERIN)).json()
     assert (session["status"], session["handoff_count"]) == ("paused", 1)

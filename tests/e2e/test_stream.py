@@ -56,7 +56,11 @@ async def test_an_online_senior_gets_the_push_and_no_email(
     }
     assert data["at"]
     by_recipient = {(d["recipient_id"], d["channel"]): d["status"] for d in deliveries}
-    assert by_recipient == {("eve", "push"): "sent", ("olga", "email"): "sent", ("adam", "email"): "sent"}
+    assert by_recipient == {
+        ("eve", "push"): "sent",
+        ("olga", "email"): "sent",
+        ("adam", "email"): "sent",
+    }
     assert recipients(maildir) == ["adam@acme.test", "olga@acme.test"]
 
 

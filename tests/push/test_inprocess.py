@@ -7,8 +7,9 @@ from handoff_push import InProcessHub, InProcessPresence
 
 
 def _event(account: str, audience: frozenset[str] | None = None, n: int = 1) -> PushEvent:
-    return PushEvent(account_id=account, type="escalation.claimed", data={"n": n}, id=n,
-                     audience=audience)
+    return PushEvent(
+        account_id=account, type="escalation.claimed", data={"n": n}, id=n, audience=audience
+    )
 
 
 async def test_a_stream_gets_its_accounts_events_and_never_anothers() -> None:

@@ -17,8 +17,11 @@ async def test_an_event_published_on_one_hub_reaches_a_stream_on_another(pg_url:
     await there.start()
     try:
         async with there.subscribe("acme", "bob") as bob, there.subscribe("other", "zed") as zed:
-            await here.publish(PushEvent(account_id="acme", type="escalation.claimed",
-                                         data={"handoff_id": "h1"}, id=7))
+            await here.publish(
+                PushEvent(
+                    account_id="acme", type="escalation.claimed", data={"handoff_id": "h1"}, id=7
+                )
+            )
             got = await bob.next(timeout=5)
             assert got is not None
             assert (got.type, got.id, got.data["handoff_id"]) == ("escalation.claimed", 7, "h1")
@@ -33,8 +36,9 @@ async def test_the_publishing_process_hears_its_own_event_once(pg_url: str) -> N
     await hub.start()
     try:
         async with hub.subscribe("acme", "bob") as bob:
-            await hub.publish(PushEvent(account_id="acme", type="escalation.withdrawn",
-                                        data={}, id=1))
+            await hub.publish(
+                PushEvent(account_id="acme", type="escalation.withdrawn", data={}, id=1)
+            )
             assert await bob.next(timeout=5) is not None
             assert await bob.next(timeout=0.3) is None
     finally:
@@ -42,9 +46,13 @@ async def test_the_publishing_process_hears_its_own_event_once(pg_url: str) -> N
 
 
 def test_long_notes_are_trimmed_to_fit_a_notification() -> None:
-    event = PushEvent(account_id="acme", type="escalation.created",
-                      data={"engineer_notes": "é" * 4000, "handoff_id": "h"}, id=3,
-                      audience=frozenset({"bob"}))
+    event = PushEvent(
+        account_id="acme",
+        type="escalation.created",
+        data={"engineer_notes": "é" * 4000, "handoff_id": "h"},
+        id=3,
+        audience=frozenset({"bob"}),
+    )
     payload = encode(event)
     assert len(payload.encode("utf-8")) < PAYLOAD_LIMIT
     back = decode(payload)

@@ -22,7 +22,7 @@ def test_pool_settings_come_from_the_url(tmp_path: Path) -> None:
     target = DatabaseUrl.parse(
         "postgresql+asyncpg://app:pw@db.internal/handoff"
         "?pool_size=7&max_overflow=3&pool_timeout=2.5&pool_recycle=600&pool_pre_ping=true"
-        "&connect_timeout=4"
+        "&connect_timeout=4&ssl=require"
     )
     assert target.pool == {
         "pool_size": 7,
@@ -32,7 +32,7 @@ def test_pool_settings_come_from_the_url(tmp_path: Path) -> None:
         "pool_pre_ping": True,
     }
     assert target.connect_timeout == 4
-    assert target.url.query == {}
+    assert target.url.query == {"ssl": "require"}
     assert "pw" not in target.show()
 
 
@@ -62,6 +62,7 @@ def test_short_schemes_get_the_async_drivers() -> None:
         ("sqlite+aiosqlite:///./x.db?pool_size=1&pool_size=2", "more than once"),
         ("sqlite+aiosqlite://", "in-memory SQLite"),
         ("sqlite+aiosqlite:///:memory:", "in-memory SQLite"),
+        ("postgresql+asyncpg://u@h/db?pool_sise=3", "pool_sise are not known"),
     ],
 )
 def test_a_bad_url_is_refused_with_a_clear_reason(url: str, words: str) -> None:

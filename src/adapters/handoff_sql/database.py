@@ -9,6 +9,7 @@ asyncio lock, which is fair and costs no polling; across processes SQLite's busy
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +71,8 @@ _POOL_OPTIONS: dict[str, type[int] | type[float] | type[bool]] = {
     "pool_recycle": int,
     "pool_pre_ping": bool,
 }
+# Query options SQLAlchemy's asyncpg dialect takes for itself; the rest go to asyncpg.connect().
+_SQLALCHEMY_ASYNCPG_OPTIONS = {"prepared_statement_cache_size", "prepared_statement_name_func"}
 _OWN_OPTIONS: dict[str, type[int] | type[float]] = {
     "busy_timeout": float,
     "connect_timeout": float,
@@ -129,6 +132,8 @@ class DatabaseUrl:
         for name, number in _OWN_OPTIONS.items():
             if name in query:
                 own[name] = _number(number, name, _single(name, query.pop(name)))
+        if driver == "postgresql+asyncpg":
+            _check_asyncpg_options(query)
         if driver == "sqlite+aiosqlite" and url.database in (None, "", ":memory:"):
             raise BadDatabaseUrl(
                 "an in-memory SQLite database is not shared between connections; "
@@ -139,6 +144,23 @@ class DatabaseUrl:
             pool=pool,
             busy_timeout=own.get("busy_timeout", DEFAULT_BUSY_TIMEOUT),
             connect_timeout=own.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+        )
+
+
+def _check_asyncpg_options(query: dict[str, Any]) -> None:
+    """What asyncpg would only refuse at the first connection, refused now with the reason."""
+    try:
+        import asyncpg
+    except ImportError:
+        raise BadDatabaseUrl(
+            "PostgreSQL needs the asyncpg driver: pip install 'handoff[postgres]'"
+        ) from None
+    known = set(inspect.signature(asyncpg.connect).parameters) | _SQLALCHEMY_ASYNCPG_OPTIONS
+    unknown = sorted(set(query) - known)
+    if unknown:
+        pool = ", ".join(_POOL_OPTIONS)
+        raise BadDatabaseUrl(
+            f"database URL option(s) {', '.join(unknown)} are not known; pool options are {pool}"
         )
 
 

@@ -79,6 +79,8 @@ class Settings:
     retry_cap_seconds: float = 3600.0
     retry_attempts: int = 8
     worker_poll_seconds: float = 1.0
+    worker_lease_seconds: float = 300.0
+    worker_batch: int = 100
     body_limit_bytes: int = 512 * 1024
     heartbeat_seconds: float = 15.0
     dispatch_concurrency: int = 8
@@ -132,6 +134,8 @@ class Settings:
             retry_cap_seconds=cap,
             retry_attempts=_int(env, "HANDOFF_RETRY_ATTEMPTS", 8, 1, 100),
             worker_poll_seconds=_float(env, "HANDOFF_WORKER_POLL_SECONDS", 1.0, 0.01, 3600),
+            worker_lease_seconds=_float(env, "HANDOFF_WORKER_LEASE_SECONDS", 300.0, 0.5, 86400),
+            worker_batch=_int(env, "HANDOFF_WORKER_BATCH", 100, 1, 10_000),
             body_limit_bytes=_int(env, "HANDOFF_BODY_LIMIT_BYTES", 512 * 1024, 1024, 64 << 20),
             heartbeat_seconds=_float(env, "HANDOFF_HEARTBEAT_SECONDS", 15.0, 0.05, 3600),
             dispatch_concurrency=_int(env, "HANDOFF_DISPATCH_CONCURRENCY", 8, 1, 256),

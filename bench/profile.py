@@ -1,0 +1,70 @@
+"""`--profile`: sample each server with py-spy while it runs, and sum the samples up by frame.
+
+py-spy is not a dependency of the project: `pip install py-spy` to use this. The raw samples
+(`<server>.pyspy.txt`, collapsed stacks) and a summary (`<server>.profile.txt`, the frames with
+the most samples, on their own and with what they call) land in the run's bench/out folder.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+FRAME = re.compile(r" \((?:.*/)?([^/]+\.py):\d+\)")
+
+
+def py_spy() -> str:
+    found = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(found).exists():
+        raise RuntimeError("--profile needs py-spy: pip install py-spy")
+    return found
+
+
+def attach(pid: int, raw: Path) -> subprocess.Popen[bytes]:
+    """Start sampling `pid` (without pausing it) until `detach`."""
+    return subprocess.Popen(
+        [py_spy(), "record", "--pid", str(pid), "--output", str(raw), "--format", "raw",
+         "--rate", "100", "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def detach(spy: subprocess.Popen[bytes], raw: Path) -> None:
+    if spy.poll() is None:
+        spy.send_signal(signal.SIGINT)
+        try:
+            spy.wait(30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait(5)
+    if raw.exists():
+        raw.with_suffix(".summary.txt").write_text(summary(raw))
+
+
+def summary(raw: Path, top: int = 40) -> str:
+    own: Counter[str] = Counter()
+    within: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [FRAME.sub(r" (\1)", f) for f in stack.split(";")]
+        own[frames[-1]] += n
+        for frame in set(frames):
+            within[frame] += n
+    if not total:
+        return "no samples\n"
+    lines = [f"{total} samples at 100 Hz (threads waiting idle are not sampled)", "", "self:"]
+    lines += [f"{n / total * 100:6.1f}%  {frame}" for frame, n in own.most_common(top)]
+    lines += ["", "inclusive (the frame and what it calls):"]
+    lines += [f"{n / total * 100:6.1f}%  {frame}" for frame, n in within.most_common(top * 2)]
+    return "\n".join(lines) + "\n"
