@@ -46,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _run(selected: list[str], quick: bool, profile: bool) -> tuple[list[Outcome], dict[str, str]]:
+async def _run(
+    selected: list[str], quick: bool, profile: bool
+) -> tuple[list[Outcome], dict[str, str]]:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     workdir = OUT / f"run-{stamp}"
     workdir.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ import time
 from bench.pgbench import escalation_transactions, prepare_sessions, restate, run_pgbench
 from bench.report import Figure, Outcome, check
 from bench.seed import Team, escalate_request, mirror, one_session_escalated, start_sessions, team
-from bench.stack import Context, Databases, Server, cpu_seconds, rss_mb, running
+from bench.stack import Context, CpuMeter, Databases, rss_mb, running
 from bench.stats import median, ms, percentile
 from bench.wire import HttpConnection
 
@@ -42,7 +42,9 @@ async def _client(
     return statuses
 
 
-async def _escalate_all(conns: list[HttpConnection], teams: list[Team], ids: list[list[str]]) -> None:
+async def _escalate_all(
+    conns: list[HttpConnection], teams: list[Team], ids: list[list[str]]
+) -> None:
     async def one(i: int) -> None:
         for session_id in ids[i]:
             status, body = await conns[i].send(escalate_request(conns[i], teams[i], session_id))
@@ -86,16 +88,16 @@ async def run(ctx: Context) -> Outcome:
             ]
             latencies: list[float] = []
             sink_before = (await ctx.sink.stats())["count"]
-            cpu_before = cpu_seconds(server.pid)
-            start = loop.time()
-            statuses = await asyncio.gather(
-                *(
-                    _client(conns[i], requests[i], start + window, latencies)
-                    for i in range(CLIENTS)
+            with CpuMeter({"server": server.pid, "sink": ctx.sink.pid}) as meter:
+                start = loop.time()
+                statuses = await asyncio.gather(
+                    *(
+                        _client(conns[i], requests[i], start + window, latencies)
+                        for i in range(CLIENTS)
+                    )
                 )
-            )
-            elapsed = loop.time() - start
-            cpu = cpu_seconds(server.pid) - cpu_before
+                elapsed = loop.time() - start
+            cpu = meter.spent["server"]
             sink_after = await ctx.sink.stats()
             rss = rss_mb(server.pid)
             done = [s for client in statuses for s in client]
@@ -111,19 +113,21 @@ async def run(ctx: Context) -> Outcome:
     rps = ok / elapsed
     p50, p99 = ms(median(latencies)), ms(percentile(latencies, 99))
 
-    found = escalation_transactions(server.sql_log or ctx.workdir, teams[0].account_id, sent,
-                                    committed)
+    found = escalation_transactions(
+        server.sql_log or ctx.workdir, teams[0].account_id, sent, committed
+    )
     restated = restate(found, captured)
     script = ctx.workdir / "b1_escalation.pgbench.sql"
     script.write_text(restated.script)
     await prepare_sessions(Databases.dsn(name), restated, CLIENTS)
-    pg = await run_pgbench(script, name, CLIENTS, pg_seconds, ctx.workdir)
+    with CpuMeter({}) as pg_meter:
+        pg = await run_pgbench(script, name, CLIENTS, pg_seconds, ctx.workdir)
 
     ratio = rps / pg.tps
     outcome.figures += [
         Figure(
-            "B1.ratio_to_pgbench", "HTTP escalations/s ÷ pgbench TPS of the same SQL", ratio, "×",
-            f"≥ {RATIO_TARGET:g}×", check(ratio, ratio >= RATIO_TARGET),
+            "B1.ratio_to_pgbench", "HTTP escalations/s ÷ pgbench TPS of the same SQL", ratio, "x",
+            f"≥ {RATIO_TARGET:g}x", check(ratio, ratio >= RATIO_TARGET),
         ),
         Figure(
             "B1.p99_ms", "escalation p99 over HTTP", p99, "ms", f"< {P99_BUDGET_MS:g} ms",
@@ -148,15 +152,21 @@ async def run(ctx: Context) -> Outcome:
     outcome.notes += [
         f"{ok:,} escalations in {elapsed:.1f} s by {CLIENTS} keep-alive clients (bounded at "
         f"{per_client} each and {window:g} s); {warm} warm-up escalations per client before.",
-        f"Server (one `handoff serve` process, delivery worker in-process) used {cpu:.1f} s of "
-        f"CPU in the {elapsed:.1f} s window ({cpu / elapsed * 100:.0f}% of one core).",
+        "Server: one `handoff serve` process (uvicorn, delivery worker in-process). "
+        + meter.describe(ok, "escalation")
+        + ".",
         f"Emails accepted by the sink during the window: {accepted:,} of {expected:,} planned "
         f"({accepted / elapsed:,.0f}/s); the rest were accepted within {drain:.1f} s after "
         f"({drained['count'] - sink_before:,} in all).",
         f"pgbench: {pg.transactions:,} transactions in {pg_seconds} s, {pg.failed} failed, "
-        f"`-M prepared -c {CLIENTS} -j 2`; script: bench/out/…/b1_escalation.pgbench.sql, "
-        f"{len(restated.statements)} statements per escalation:",
-        *[f"  `{s}`" for s in restated.statements],
+        f"`-M prepared -c {CLIENTS} -j 2`. pgbench phase: {pg_meter.describe()} (other "
+        "includes pgbench itself).",
+        "pgbench script (bench/out/<run>/b1_escalation.pgbench.sql), "
+        f"{len(restated.statements)} statements per escalation, as captured: "
+        + "; ".join(restated.statements)
+        .replace("ROLLBACK; ", "ROLLBACK | ")
+        .replace("COMMIT; ", "COMMIT | ")
+        + ".",
     ]
     (ctx.workdir / "b1_statements.json").write_text(json.dumps(restated.statements, indent=1))
     return outcome

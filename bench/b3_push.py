@@ -13,7 +13,7 @@ import json
 
 from bench.report import Figure, Outcome, check
 from bench.seed import Team, mirror, one_session_escalated, settled, team, token
-from bench.stack import BenchError, Child, Context, Databases, Server, rss_mb, running
+from bench.stack import BenchError, Child, Context, CpuMeter, Databases, Server, rss_mb, running
 from bench.stats import median, ms, percentile
 
 STREAMS = 1000
@@ -41,6 +41,11 @@ async def _measure(
             raise BenchError(f"opened {opened['opened']} of {STREAMS} streams: {opened}")
         rss_open = rss_mb(streams_at.pid)
         await ctx.sink.reset()
+        parties = {"server": streams_at.pid, "sink": ctx.sink.pid, "streams": client.pid}
+        if escalate_at is not streams_at:
+            parties = {"streams server": streams_at.pid, "escalating server": escalate_at.pid,
+                       "sink": ctx.sink.pid, "stream client": client.pid}  # fmt: skip
+        meter = CpuMeter(parties).__enter__()
         for _ in range(rounds):
             handoff_id, _, _ = await one_session_escalated(escalate_at.port, t)
             committed = await escalate_at.commit_of(handoff_id)
@@ -48,6 +53,7 @@ async def _measure(
             latencies += [float(a) - committed for a in got["arrivals"]]
             missing += int(got["missing"])
             await settled(dsn, handoff_id, 30.0)
+        meter.__exit__()
         rss_after = rss_mb(streams_at.pid)
         emails = (await ctx.sink.stats())["count"]
     finally:
@@ -63,6 +69,7 @@ async def _measure(
         "rss_after": rss_after,
         "open_seconds": float(opened["seconds"]),
         "events": float(len(latencies)),
+        "cpu": meter.describe(rounds, "escalation"),  # type: ignore[dict-item]
     }
 
 
@@ -104,7 +111,7 @@ async def run(ctx: Context) -> Outcome:
             f"{r['p50']:.0f} ms, p99 {r['p99']:.0f} ms, max {r['max']:.0f} ms; 1,000 streams "
             f"opened in {r['open_seconds']:.1f} s; RSS {r['rss_before']:.0f} MB before, "
             f"{r['rss_open']:.0f} MB open, {r['rss_after']:.0f} MB after; emails sent "
-            f"instead: {r['emails']:.0f}."
+            f"instead: {r['emails']:.0f}. {r['cpu']}."
         )
     outcome.notes.append(
         "Commit = the escalation's COMMIT returning in the escalating server (bench.server); "

@@ -12,7 +12,7 @@ import json
 
 from bench.report import Figure, Outcome, check
 from bench.seed import escalate, mirror, start_sessions, team, token
-from bench.stack import Context, Databases, Server, running
+from bench.stack import Context, CpuMeter, Databases, running
 from bench.stats import median, ms, percentile
 from bench.wire import HttpConnection
 
@@ -42,6 +42,7 @@ async def run(ctx: Context) -> Outcome:
         try:
             sessions = await start_sessions(lead, t, rounds + WARM_ROUNDS)
             deadline = loop.time() + window
+            meter = CpuMeter({"server": server.pid, "sink": ctx.sink.pid}).__enter__()
             for r, session_id in enumerate(sessions):
                 if loop.time() >= deadline:
                     break
@@ -74,6 +75,7 @@ async def run(ctx: Context) -> Outcome:
                         and answer.get("claimed_by") == winners[0]
                     ):
                         wrong_answers += 1
+            meter.__exit__()
         finally:
             for conn in (lead, *claimers):
                 await conn.close()
@@ -81,7 +83,7 @@ async def run(ctx: Context) -> Outcome:
     p50, p99 = ms(median(latencies)), ms(percentile(latencies, 99))
     outcome.figures += [
         Figure("B4.rounds_with_one_winner", "rounds with exactly one winner ÷ rounds", share,
-               "×", "= 1×", check(share, exactly_one == played)),
+               "x", "= 1x", check(share, exactly_one == played)),
         Figure("B4.p99_ms", "claim p99 over HTTP, 50 at once", p99, "ms",
                f"< {P99_BUDGET_MS:g} ms", check(p99, p99 < P99_BUDGET_MS)),
         Figure("B4.wrong_answers", "losers not told 409 already_claimed by the winner",
@@ -95,4 +97,5 @@ async def run(ctx: Context) -> Outcome:
         f"{window:g} s), {len(latencies):,} claims; each escalation also sends its 50 emails to "
         "the sink in the background while the claims race."
     )
+    outcome.notes.append(meter.describe(len(latencies) + played, "request") + ".")
     return outcome

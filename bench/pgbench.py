@@ -94,6 +94,17 @@ def escalation_transactions(
     return found
 
 
+def short(sql: str) -> str:
+    """`SELECT members`, `INSERT deliveries`, `COMMIT`: a statement in two words."""
+    if sql.startswith("SELECT"):
+        table = re.search(r"\bFROM\s+(\w+)", sql)
+        return f"SELECT {table.group(1) if table else '?'}"
+    found = re.match(r"(INSERT INTO|UPDATE|DELETE FROM)\s+(\w+)", sql)
+    if found:
+        return f"{found.group(1).split()[0]} {found.group(2)}"
+    return sql.split()[0] if sql.split() else sql
+
+
 def literal(value: Any) -> str:
     """A captured parameter as an SQL literal pgbench will not mistake for a :variable."""
     if value is None:
@@ -167,8 +178,7 @@ def restate(found: Sequence[Transaction], handoff_id: str) -> Restated:
     for txn in found:
         for row in txn.rows:
             sql = str(row["sql"])
-            statements.append(sql.split("\n", 1)[0][:90] + (f" × {len(row['params'])}"
-                              if row["many"] else ""))
+            statements.append(short(sql) + (f" x{len(row['params'])}" if row["many"] else ""))
             if sql in ("BEGIN", "COMMIT", "ROLLBACK"):
                 lines.append(sql + ";")
             elif row["many"]:
@@ -212,11 +222,30 @@ class PgbenchResult:
     failed: int
 
 
+def _clear_logs(workdir: Path) -> None:
+    for old in workdir.glob("pgbench_log*"):
+        old.unlink()
+
+
+def _keep(path: Path, text: str) -> None:
+    path.write_text(text)
+
+
+def _latencies(workdir: Path) -> list[float]:
+    """Each transaction's latency in ms, from pgbench's -l logs (its third field, in µs)."""
+    found: list[float] = []
+    for log in workdir.glob("pgbench_log*"):
+        for line in log.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 3:
+                found.append(int(parts[2]) / 1000.0)
+    return found
+
+
 async def run_pgbench(
     script: Path, database: str, clients: int, seconds: int, workdir: Path
 ) -> PgbenchResult:
-    for old in workdir.glob("pgbench_log*"):
-        old.unlink()
+    _clear_logs(workdir)
     argv = [
         pgbench_binary(), "-n", "-M", "prepared", "-c", str(clients), "-j", "2",
         "-T", str(seconds), "-f", str(script), "-l", "--log-prefix=pgbench_log",
@@ -232,17 +261,12 @@ async def run_pgbench(
         await process.wait()
         raise BenchError("pgbench did not finish in time") from None
     text = out.decode(errors="replace")
-    (workdir / "pgbench.out").write_text(text)
     tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", text)
     if process.returncode != 0 or tps is None:
         raise BenchError(f"pgbench failed ({process.returncode}):\n{text[-1500:]}")
+    _keep(workdir / "pgbench.out", text)
     failed = re.search(r"number of failed transactions: (\d+)", text)
-    latencies: list[float] = []
-    for log in workdir.glob("pgbench_log*"):
-        for line in log.read_text().splitlines():
-            parts = line.split()
-            if len(parts) >= 3:
-                latencies.append(int(parts[2]) / 1000.0)
+    latencies = _latencies(workdir)
     return PgbenchResult(
         tps=float(tps.group(1)),
         p50_ms=median(latencies),

@@ -47,9 +47,35 @@ def detach(spy: subprocess.Popen[bytes], raw: Path) -> None:
         raw.with_suffix(".summary.txt").write_text(summary(raw))
 
 
+AREAS = (
+    ("HTTP requests (uvicorn → FastAPI → handler)", "RequestResponseCycle.run_asgi"),
+    ("  of which the escalation use case", "HandoffService._hand_off"),
+    ("  of which the claim use case", "HandoffService.claim"),
+    ("  of which authentication (member lookup)", "_caller_of"),
+    ("background dispatch after commit", "BackgroundDispatch._run"),
+    ("the delivery worker's passes", "DeliveryService.run"),
+    ("  leasing deliveries", "DeliveryService._lease"),
+    ("  reading the batch's context", "DeliveryService._context"),
+    ("  pushing (presence + publish)", "DeliveryService._push"),
+    ("  sending over SMTP", "SmtpSender._work"),
+    ("  recording outcomes", "DeliveryService._record"),
+    ("    UPDATE per delivery", "SqlDeliveries.record"),
+    ("    INSERT timeline per delivery", "SqlTimeline.add"),
+    ("NOTIFY publish", "PgNotifyHub.publish"),
+    ("NOTIFY heard → local fan-out", "PgNotifyHub._heard"),
+    ("SSE streams (sse-starlette)", "EventSourceResponse._stream_response"),
+    ("presence heartbeats", "SqlPresence.heartbeat"),
+    (
+        "socket writes (incl. waiting for a CPU after waking the peer)",
+        "_SelectorSocketTransport.write",
+    ),
+)
+
+
 def summary(raw: Path, top: int = 40) -> str:
     own: Counter[str] = Counter()
     within: Counter[str] = Counter()
+    areas: Counter[str] = Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -61,9 +87,15 @@ def summary(raw: Path, top: int = 40) -> str:
         own[frames[-1]] += n
         for frame in set(frames):
             within[frame] += n
+        names = {f.split(" (", 1)[0] for f in frames}
+        for label, marker in AREAS:
+            if marker in names:
+                areas[label] += n
     if not total:
         return "no samples\n"
-    lines = [f"{total} samples at 100 Hz (threads waiting idle are not sampled)", "", "self:"]
+    lines = [f"{total} samples at 100 Hz (threads waiting idle are not sampled)", "", "areas:"]
+    lines += [f"{areas[label] / total * 100:6.1f}%  {label}" for label, _ in AREAS]
+    lines += ["", "self:"]
     lines += [f"{n / total * 100:6.1f}%  {frame}" for frame, n in own.most_common(top)]
     lines += ["", "inclusive (the frame and what it calls):"]
     lines += [f"{n / total * 100:6.1f}%  {frame}" for frame, n in within.most_common(top * 2)]

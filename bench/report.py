@@ -25,7 +25,7 @@ class Figure:
     label: str
     value: float | None
     unit: str = ""
-    target: str = ""  # words, e.g. "≥ 0.5×"; empty for context figures
+    target: str = ""  # words, e.g. "≥ 0.5x"; empty for context figures
     met: bool | None = None  # None: no target, or not measured
     note: str = ""
 
@@ -34,9 +34,7 @@ class Figure:
         if self.value is None or (isinstance(self.value, float) and math.isnan(self.value)):
             return "—"
         value = self.value
-        if float(value).is_integer() and not self.unit.startswith("×"):
-            text = f"{value:,.0f}"
-        elif abs(value) >= 100:
+        if (float(value).is_integer() and not self.unit.startswith("x")) or abs(value) >= 100:
             text = f"{value:,.0f}"
         elif abs(value) >= 10:
             text = f"{value:.1f}"
@@ -133,9 +131,11 @@ def markdown(
     out = [
         "# Benchmarks",
         "",
-        "SPEC §9. Every figure with a target is a ratio against a limit measured in the same run on",
-        "the same machine (pgbench, raw aiosmtplib, a fixed budget); the absolute times beside it are",
-        "for context only: the machine is small and shared, and they move from run to run.",
+        "SPEC §9. Throughput figures are ratios against a limit measured in the same run on the",
+        "same machine (pgbench running the adapter's own SQL, raw aiosmtplib sending the same",
+        "messages, the policy's own smallest size); latency and memory targets are budgets. The",
+        "absolute times are context only: the machine is small and shared, and they move from run",
+        "to run (each benchmark's notes say how much CPU went to other work on the machine).",
         "",
         f"- command: `{meta['command']}` ({meta['mode']}, {meta['seconds']:.0f} s in all)",
         f"- date: {now}",

@@ -2,8 +2,9 @@
 
 Run by the harness as `python -m bench.sink --port P`. It answers one JSON line per command read
 from stdin: `stats` (count, first and last acceptance on the monotonic clock, which every process
-of this machine shares), `reset`, `dump PATH` (the accepted messages as JSON lines, for the raw
-aiosmtplib baseline to send again), and `quit`. End of input stops it too.
+of this machine shares), `reset` (`reset keep` also keeps the messages), `times` (when each was
+accepted), `dump PATH` (the kept messages as JSON lines, for the raw aiosmtplib baseline to send
+again), and `quit`. End of input stops it too.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Counting:
         self.last: float | None = None
         self.keep = False
         self.kept: list[tuple[str, list[str], bytes]] = []
+        self.times: list[float] = []
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         now = time.monotonic()
@@ -36,6 +38,7 @@ class Counting:
             if self.first is None:
                 self.first = now
             self.last = now
+            self.times.append(now)
             if self.keep:
                 self.kept.append(
                     (envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content))
@@ -49,7 +52,7 @@ class Counting:
     def reset(self, keep: bool) -> None:
         with self.lock:
             self.count, self.first, self.last = 0, None, None
-            self.keep, self.kept = keep, []
+            self.keep, self.kept, self.times = keep, [], []
 
     def dump(self, path: str) -> int:
         with self.lock:
@@ -80,6 +83,9 @@ def main() -> int:
             elif command == "reset":
                 handler.reset(keep=rest == "keep")
                 answer = {"reset": True}
+            elif command == "times":
+                with handler.lock:
+                    answer = {"times": list(handler.times)}
             elif command == "dump":
                 answer = {"dumped": handler.dump(rest)}
             elif command == "quit":

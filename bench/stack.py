@@ -194,7 +194,7 @@ class Server:
         self._env = child_env(settings)
         self._workdir = workdir
         self._args = ["--port", str(self.port), *([] if worker else ["--no-worker"])]
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: asyncio.subprocess.Process | None = None
         self._profile = workdir / f"{name}.pyspy.txt" if profile else None
         self._spy: subprocess.Popen[bytes] | None = None
 
@@ -206,36 +206,40 @@ class Server:
 
     async def start(self) -> None:
         with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "bench.server", *self._args],
-                env=self._env,
-                cwd=self._workdir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bench.server", *self._args,
+                env=self._env, cwd=self._workdir, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-            )
-        deadline = time.monotonic() + START_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise BenchError(f"server {self.name} exited at start:\n{self.log_tail()}")
-            with contextlib.suppress(OSError, asyncio.IncompleteReadError, ValueError):
-                conn = HttpConnection("127.0.0.1", self.port)
-                try:
-                    status, _ = await conn.request("GET", "/readyz")
-                finally:
-                    await conn.close()
-                if status == 200:
+            )  # fmt: skip
+        exited = asyncio.ensure_future(self.process.wait())
+        try:
+            for _ in range(int(START_SECONDS / 0.1)):
+                if exited.done():
+                    raise BenchError(f"server {self.name} exited at start:\n{self.log_tail()}")
+                if await self._ready():
                     if self._profile is not None:
                         from bench.profile import attach
 
                         self._spy = attach(self.process.pid, self._profile)
                     return
-            await asyncio.sleep(0.1)
+                await asyncio.wait({exited}, timeout=0.1)
+        finally:
+            exited.cancel()
         await self.stop()
         raise BenchError(f"server {self.name} was not ready in {START_SECONDS:g} s")
 
+    async def _ready(self) -> bool:
+        conn = HttpConnection("127.0.0.1", self.port)
+        try:
+            status, _ = await conn.request("GET", "/readyz")
+            return status == 200
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            return False
+        finally:
+            await conn.close()
+
     def signal(self, signum: int) -> None:
-        if self.process is not None and self.process.poll() is None:
+        if self.process is not None and self.process.returncode is None:
             os.kill(self.process.pid, signum)
 
     async def stop(self) -> None:
@@ -245,15 +249,14 @@ class Server:
 
             await asyncio.to_thread(detach, spy, self._profile)
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
+        if process is None or process.returncode is not None:
             return
         process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_SECONDS
-        while process.poll() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        if process.poll() is None:
+        try:
+            await asyncio.wait_for(process.wait(), STOP_SECONDS)
+        except TimeoutError:
             process.kill()
-            process.wait(5)
+            await process.wait()
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -304,6 +307,12 @@ class Child:
         self.name = name
         self._log_path = workdir / f"{name}.log"
         self.process: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise BenchError(f"{self.name} is not running")
+        return self.process.pid
 
     async def start(self, ready_timeout: float = 30.0) -> dict[str, Any]:
         with self._log_path.open("wb") as log:
@@ -373,3 +382,75 @@ class Sink(Child):
             await asyncio.sleep(0.02)
             stats = await self.stats()
         return stats
+
+
+# --- where the CPU went ------------------------------------------------------------------------
+
+
+def _postgres_cpu() -> float:
+    """CPU used so far by PostgreSQL (every database, other users' too): its live processes, plus
+    what the postmaster has reaped from backends that already exited."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, list[str]] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if (proc / "comm").read_text().strip() == "postgres":
+                stats[int(proc.name)] = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+    total = 0.0
+    for fields in stats.values():
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        if int(fields[1]) not in stats:  # the postmaster: add its reaped children
+            total += (int(fields[13]) + int(fields[14])) / tick  # cutime, cstime
+    return total
+
+
+def _machine_busy() -> float:
+    """CPU seconds the whole machine has spent busy (all cores), from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds spent by each party during a window: the servers, the sink, PostgreSQL, this
+    harness, and everything else on the machine (other work sharing its cores)."""
+
+    def __init__(self, parties: Mapping[str, int]) -> None:
+        self._parties = dict(parties)
+        self._start: dict[str, float] = {}
+        self.spent: dict[str, float] = {}
+        self.wall = 0.0
+
+    def _read(self) -> dict[str, float]:
+        now = {name: cpu_seconds(pid) for name, pid in self._parties.items()}
+        now["postgres (all databases)"] = _postgres_cpu()
+        now["harness"] = time.process_time()
+        now["machine"] = _machine_busy()
+        now["wall"] = time.monotonic()
+        return now
+
+    def __enter__(self) -> CpuMeter:
+        self._start = self._read()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        end = self._read()
+        spent = {k: end[k] - self._start[k] for k in end}
+        self.wall = spent.pop("wall")
+        machine = spent.pop("machine")
+        spent["other"] = max(0.0, machine - sum(spent.values()))
+        self.spent = spent
+
+    def describe(self, per: float = 0.0, unit: str = "") -> str:
+        """One line: each party's CPU seconds (and ms per `unit` when `per` is given)."""
+        cores = os.cpu_count() or 1
+        parts = []
+        for name, seconds in self.spent.items():
+            each = f", {seconds * 1000 / per:.1f} ms/{unit}" if per else ""
+            parts.append(f"{name} {seconds:.1f} s{each}")
+        return (
+            f"CPU in the {self.wall:.1f} s window ({cores} cores = {cores * self.wall:.1f} "
+            f"CPU-s): " + "; ".join(parts)
+        )

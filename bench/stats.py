@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 
 def percentile(values: Sequence[float], p: float) -> float:
-    """The p-th percentile (0–100) by linear interpolation between closest ranks; NaN if empty."""
+    """The p-th percentile (0 to 100), interpolating between closest ranks; NaN if empty."""
     if not values:
         return math.nan
     ordered = sorted(values)

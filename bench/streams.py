@@ -32,6 +32,7 @@ class Streams:
         self.opened = 0
         self.failed: list[str] = []
         self.arrivals: dict[str, list[float]] = defaultdict(list)
+        self.complete: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self.tasks: list[asyncio.Task[None]] = []
         self.writers: list[asyncio.StreamWriter] = []
 
@@ -65,7 +66,10 @@ class Streams:
                         online.set()
                     elif event.get("event") == "escalation.created":
                         handoff_id = json.loads(event["data"])["handoff_id"]
-                        self.arrivals[handoff_id].append(now)
+                        got = self.arrivals[handoff_id]
+                        got.append(now)
+                        if len(got) >= self.opened:
+                            self.complete[handoff_id].set()
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             if not online.is_set():
                 self.failed.append(repr(exc))
@@ -91,9 +95,9 @@ class Streams:
         }
 
     async def wait(self, handoff_id: str, seconds: float) -> dict[str, object]:
-        deadline = time.monotonic() + seconds
-        while len(self.arrivals[handoff_id]) < self.opened and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        if len(self.arrivals[handoff_id]) < self.opened:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.complete[handoff_id].wait(), seconds)
         got = list(self.arrivals[handoff_id])
         return {"arrivals": got, "missing": self.opened - len(got)}
 

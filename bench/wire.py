@@ -57,7 +57,8 @@ class HttpConnection:
 
     async def send(self, raw: bytes) -> tuple[int, bytes]:
         """Write a prepared request and read its answer: (status, body)."""
-        if self._writer is None:
+        if self._writer is None or self._reader is None or self._reader.at_eof():
+            await self.close()  # the server closes idle keep-alive connections (uvicorn: 5 s)
             await self.open()
         assert self._reader is not None and self._writer is not None
         self._writer.write(raw)
@@ -76,9 +77,7 @@ class HttpConnection:
         body: object = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, bytes]:
-        return await self.send(
-            self.encode(method, path, token=token, body=body, headers=headers)
-        )
+        return await self.send(self.encode(method, path, token=token, body=body, headers=headers))
 
     async def json(
         self, method: str, path: str, *, token: str | None = None, body: object = None

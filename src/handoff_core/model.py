@@ -19,6 +19,7 @@ from handoff_core.errors import AlreadyClaimed, Forbidden, InvalidTransition, Va
 SUMMARY_MAX = 500
 NOTES_MAX = 4_000
 CONTEXT_MAX_BYTES = 256 * 1024
+CONTEXT_MAX_DEPTH = 64
 NAME_MAX = 200
 EMAIL_MAX = 320
 ID_MAX = 128
@@ -115,10 +116,30 @@ def check_id(field_name: str, value: object) -> str:
     return text
 
 
+def _nesting(value: object) -> int:
+    """How deep containers nest, counted without recursion (a hostile value may be very deep)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if depth > CONTEXT_MAX_DEPTH:
+                return depth
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def check_context(value: object) -> JsonObject:
-    """A JSON object of at most 256 KiB, returned as an independent copy."""
+    """A JSON object of at most 256 KiB and 64 levels, returned as an independent copy.
+
+    The depth limit keeps every stored context readable back: JSON encoders give up a little
+    past 250 levels, and a context that could be saved but not served would be lost to its owner.
+    """
     if not isinstance(value, dict):
         raise ValidationError("context", "must be a JSON object")
+    if _nesting(value) > CONTEXT_MAX_DEPTH:
+        raise ValidationError("context", f"must not nest deeper than {CONTEXT_MAX_DEPTH} levels")
     try:
         encoded = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:

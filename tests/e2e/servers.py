@@ -1,4 +1,4 @@
-"""A real uvicorn on 127.0.0.1 (in the test's loop, or in a thread of its own), and an SSE reader."""
+"""A real uvicorn on 127.0.0.1 (in the test loop or a thread of its own), and an SSE reader."""
 
 from __future__ import annotations
 

@@ -48,6 +48,7 @@ async def test_a_valid_token_lets_a_member_in(
         _raw({"account_id": "acme", "exp": _later()}),
         _raw({"sub": "olga", "exp": _later()}),
         _raw({"sub": "olga", "account_id": 7, "exp": _later()}),
+        _raw({"sub": "ol\x00ga", "account_id": "acme", "exp": _later()}),
         _raw({"sub": "olga", "account_id": "acme", "exp": _later()}, alg="HS512"),
     ],
     ids=[
@@ -60,6 +61,7 @@ async def test_a_valid_token_lets_a_member_in(
         "no-sub",
         "no-account",
         "account-not-text",
+        "sub-not-an-id",
         "other-algorithm",
     ],
 )

@@ -44,7 +44,6 @@ async def test_a_declared_big_body_is_413(api: Api, settings: Settings) -> None:
         "POST", "/ai-sessions", ERIN, content=big, headers={"content-type": "application/json"}
     )
     _is_error(r, 413, "payload_too_large")
-    assert (await api.call("GET", "/escalations?status=all", ERIN)).json() == []
 
 
 async def test_a_streamed_big_body_is_413(api: Api, settings: Settings) -> None:

@@ -89,3 +89,18 @@ async def test_the_api_alone_opens_and_closes_its_services_with_its_lifespan(
         r = await client.get(f"{API}/members", headers=bearer(settings, "globex", "gus"))
         assert {m["id"] for m in r.json()} == {"gus", "gwen", "gail"}
     assert not slot_of(api).built
+
+
+async def test_services_that_cannot_open_make_the_api_unready_not_broken(tmp_path: Path) -> None:
+    """A lazily built API whose services cannot be built answers 503 in the usual shape."""
+    settings = make_settings(tmp_path, "memory", mail_from="not-an-address")
+    api = create_app(settings)
+    transport = httpx.ASGITransport(app=api)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        ready = await client.get("/readyz")
+        assert (ready.status_code, ready.json()) == (503, {"status": "unavailable"})
+        call = await client.get(f"{API}/members", headers=bearer(settings, "acme", "olga"))
+        assert (call.status_code, call.json()["error"]) == (503, "storage_unavailable")
+        assert "not-an-address" not in call.text
+        assert (await client.get("/healthz")).status_code == 200
+    assert not slot_of(api).built

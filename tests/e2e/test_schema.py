@@ -123,7 +123,7 @@ def test_nothing_but_the_probes_answers_without_a_token(
 ) -> None:
     with httpx.Client(base_url=server.base_url, timeout=10) as client:
         for method, path, operation in _operations(document):
-            body = {} if "requestBody" in operation else None
+            body: dict[str, Any] | None = {} if "requestBody" in operation else None
             r = client.request(method, _concrete(path), json=body)
             if path in PUBLIC:
                 assert r.status_code == 200, path
@@ -150,7 +150,7 @@ def _restore_owner(services: Services) -> Any:
 fuzzed = _fuzzing_schema()
 
 
-@fuzzed.parametrize()
+@fuzzed.parametrize()  # type: ignore[untyped-decorator]
 @settings(
     max_examples=EXAMPLES_PER_OPERATION,
     deadline=None,
@@ -158,7 +158,7 @@ fuzzed = _fuzzing_schema()
     derandomize=True,
     suppress_health_check=list(HealthCheck),
 )
-def test_no_input_gets_a_server_error(case: schemathesis.Case, server: ThreadedServer) -> None:
+def test_no_input_gets_a_server_error(case: schemathesis.Case[Any], server: ThreadedServer) -> None:
     services = server.run(slot_of(server.app).get())  # type: ignore[arg-type]
     server.run(_restore_owner(services))
     settings_of_app = slot_of(server.app).settings  # type: ignore[arg-type]

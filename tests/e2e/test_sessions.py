@@ -103,6 +103,26 @@ async def test_bad_session_fields_are_422_naming_the_field(
     assert (after["status"], after["handoff_count"], after["context"]) == ("active", 0, {})
 
 
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (b'{"problem_summary": "half a \\ud800 pair"}', "body.problem_summary"),
+        (b'{"problem_summary": "x", "context": {"\\udfff": 1}}', "body.context"),
+        (
+            b'{"problem_summary": "x", "context": {"a": ' + b"[" * 100 + b"]" * 100 + b"}}",
+            "body.context",
+        ),
+        (b'{"problem_summary": "x", "context": {"a": NaN}}', "context"),
+    ],
+    ids=["lone-surrogate", "surrogate-key", "too-deep", "nan"],
+)
+async def test_json_no_store_could_keep_is_422(api: Api, raw: bytes, field: str) -> None:
+    r = await api.call(
+        "POST", "/ai-sessions", ERIN, content=raw, headers={"content-type": "application/json"}
+    )
+    assert (r.status_code, r.json()["field"]) == (422, field), r.text
+
+
 async def test_park_and_resume(api: Api, maildir: Path) -> None:
     session_id = await api.session(ERIN)
     parked = await api.call(

@@ -134,6 +134,18 @@ async def test_heartbeat_comments_keep_the_stream_alive(base_url: str, settings:
     assert beat.comment == "heartbeat"
 
 
+async def test_a_client_that_has_the_headers_is_already_online(
+    base_url: str, settings: Settings, services: Services
+) -> None:
+    headers = {"Authorization": f"Bearer {token(settings, EVE)}"}
+    async with (
+        httpx.AsyncClient(base_url=base_url) as client,
+        client.stream("GET", f"{API}/escalations/stream", headers=headers) as r,
+    ):
+        assert r.status_code == 200
+        assert await services.presence.online("acme", ["eve", "adam"]) == {"eve"}
+
+
 async def test_closing_the_stream_makes_the_member_offline_again(
     remote: Api, base_url: str, settings: Settings, services: Services, maildir: Path
 ) -> None:
@@ -162,6 +174,16 @@ async def test_the_stream_refuses_viewers_and_strangers(
         r = await client.get(f"{API}/escalations/stream", headers=headers)
     assert r.status_code == status
     assert r.headers["content-type"].startswith("application/json")
+
+
+@pytest.mark.parametrize("last_id", ["abc", "-1", str(2**63)])
+async def test_a_last_event_id_the_stream_never_sent_is_422(
+    base_url: str, settings: Settings, last_id: str
+) -> None:
+    headers = {"Authorization": f"Bearer {token(settings, EVE)}", "Last-Event-ID": last_id}
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        r = await client.get(f"{API}/escalations/stream", headers=headers)
+    assert (r.status_code, r.json()["field"]) == (422, "Last-Event-ID")
 
 
 @pytest.fixture

@@ -67,6 +67,7 @@ SEED = {"p0": Role.OWNER, "p1": Role.ENGINEER, "p2": Role.ENGINEER, "p3": Role.V
 accounts = st.sampled_from(ACCOUNTS)
 people = st.sampled_from(PEOPLE)
 roles = st.sampled_from(list(Role))
+intents = st.sampled_from(list(Intent))
 
 
 def elsewhere(account: str) -> str:
@@ -100,11 +101,13 @@ class HandoffMachine(RuleBasedStateMachine):
         )
         self.queries = Queries(self.db)
         self.model = World()
+        self.seen: Stored | None = None
 
     def teardown(self) -> None:
         self.loop.close()
 
     def run(self, action: Coroutine[Any, Any, T]) -> T:
+        self.seen = None  # whatever it did, the last read of the store is stale now
         return self.loop.run_until_complete(action)
 
     def attempt(self, action: Coroutine[Any, Any, T], refusals: Refusals) -> T | None:
@@ -120,11 +123,13 @@ class HandoffMachine(RuleBasedStateMachine):
 
     # --- members, presence, policy ----------------------------------------------------------
 
-    @initialize()
-    def seed_teams(self) -> None:
+    @initialize(target=sessions)
+    def seed(self) -> Any:
+        """A small team and one session in each account, so every rule can run from the start."""
         for account in ACCOUNTS:
             for person, role in SEED.items():
                 self.put_member(account, person, role, True, None)
+        return multiple(*(self.start_session(account, "p1") for account in ACCOUNTS))
 
     @rule(
         account=accounts, person=people, role=roles, active=st.booleans(), actor=people | st.none()
@@ -197,8 +202,10 @@ class HandoffMachine(RuleBasedStateMachine):
         self.model.sessions[session.id] = ModelSession(account, actor, actor)
         return session.id
 
-    @rule(target=handoffs, session_id=sessions, actor=people, intent=st.sampled_from(list(Intent)))
-    def hand_off(self, session_id: str, actor: str, intent: Intent) -> Any:
+    # Each action has a rule over the bundles (mostly refusals) and a rule that picks a target
+    # in the state it starts from, with a likely actor, so that the happy paths run often too.
+
+    def _hand_off(self, session_id: str, actor: str, intent: Intent) -> Any:
         account = self.model.sessions[session_id].account
         refusals = self.model.expect_worker(session_id, actor, SessionStatus.ACTIVE)
         action = self.service.hand_off(account, actor, session_id, intent, "notes")
@@ -208,8 +215,18 @@ class HandoffMachine(RuleBasedStateMachine):
         self.model.raise_handoff(handoff.id, session_id, actor, intent, self.clock.now())
         return handoff.id
 
-    @rule(session_id=sessions, actor=people)
-    def resume(self, session_id: str, actor: str) -> None:
+    @rule(target=handoffs, session_id=sessions, actor=people, intent=intents)
+    def hand_off(self, session_id: str, actor: str, intent: Intent) -> Any:
+        return self._hand_off(session_id, actor, intent)
+
+    @precondition(lambda self: bool(self.in_status(SessionStatus.ACTIVE)))
+    @rule(target=handoffs, data=st.data(), intent=intents)
+    def hand_off_an_active_session(self, data: st.DataObject, intent: Intent) -> Any:
+        session_id = data.draw(st.sampled_from(self.in_status(SessionStatus.ACTIVE)))
+        actor = data.draw(st.sampled_from([self.model.sessions[session_id].assignee, *PEOPLE]))
+        return self._hand_off(session_id, actor, intent)
+
+    def _resume(self, session_id: str, actor: str) -> None:
         account = self.model.sessions[session_id].account
         parked = self.model.open_handoff(session_id)
         refusals = self.model.expect_resume(session_id, actor)
@@ -217,6 +234,18 @@ class HandoffMachine(RuleBasedStateMachine):
             assert parked is not None
             parked.status = HandoffStatus.RESUMED
             self.model.sessions[session_id].status = SessionStatus.ACTIVE
+
+    @rule(session_id=sessions, actor=people)
+    def resume(self, session_id: str, actor: str) -> None:
+        self._resume(session_id, actor)
+
+    @precondition(lambda self: bool(self.in_status(SessionStatus.PAUSED)))
+    @rule(data=st.data())
+    def resume_a_paused_session(self, data: st.DataObject) -> None:
+        session_id = data.draw(st.sampled_from(self.in_status(SessionStatus.PAUSED)))
+        parked = self.model.open_handoff(session_id)
+        assert parked is not None
+        self._resume(session_id, data.draw(st.sampled_from([parked.created_by, *PEOPLE])))
 
     @rule(session_id=sessions, actor=people)
     def resolve(self, session_id: str, actor: str) -> None:
@@ -231,7 +260,7 @@ class HandoffMachine(RuleBasedStateMachine):
         try:
             self.run(self.service.claim(h.account, actor, handoff_id))
         except AlreadyClaimed as lost:
-            assert refusals and AlreadyClaimed in refusals, f"refused unexpectedly: {lost!r}"
+            assert AlreadyClaimed in refusals, f"refused unexpectedly: {lost!r}"
             assert lost.by == h.claimed_by  # the loser learns who won
         except HandoffError as error:
             assert isinstance(error, tuple(refusals)), f"{error!r} is not one of {refusals}"
@@ -248,19 +277,32 @@ class HandoffMachine(RuleBasedStateMachine):
     def claim_an_open_escalation(self, data: st.DataObject, actor: str) -> None:
         self._claim(data.draw(st.sampled_from(self.open_escalations())), actor)
 
+    def _withdraw(self, handoff_id: str, actor: str) -> None:
+        h = self.model.handoffs[handoff_id]
+        refusals = self.model.expect_withdraw(handoff_id, actor)
+        if self.attempt(self.service.withdraw(h.account, actor, handoff_id), refusals) is not None:
+            self.model.close(handoff_id, HandoffStatus.WITHDRAWN, actor)
+
+    @rule(handoff_id=handoffs, actor=people)
+    def withdraw(self, handoff_id: str, actor: str) -> None:
+        self._withdraw(handoff_id, actor)
+
+    @precondition(lambda self: bool(self.open_escalations()))
+    @rule(data=st.data())
+    def withdraw_an_open_escalation(self, data: st.DataObject) -> None:
+        handoff_id = data.draw(st.sampled_from(self.open_escalations()))
+        escalator = self.model.handoffs[handoff_id].created_by
+        self._withdraw(handoff_id, data.draw(st.sampled_from([escalator, *PEOPLE])))
+
+    def in_status(self, status: SessionStatus) -> list[str]:
+        return sorted(sid for sid, s in self.model.sessions.items() if s.status is status)
+
     def open_escalations(self) -> list[str]:
         return sorted(
             hid
             for hid, h in self.model.handoffs.items()
             if h.intent is Intent.ESCALATE and h.status is HandoffStatus.OPEN
         )
-
-    @rule(handoff_id=handoffs, actor=people)
-    def withdraw(self, handoff_id: str, actor: str) -> None:
-        h = self.model.handoffs[handoff_id]
-        refusals = self.model.expect_withdraw(handoff_id, actor)
-        if self.attempt(self.service.withdraw(h.account, actor, handoff_id), refusals) is not None:
-            self.model.close(handoff_id, HandoffStatus.WITHDRAWN, actor)
 
     @rule(session_id=sessions, handoff_id=handoffs, actor=people, which=st.integers(0, 5))
     def reach_across_accounts(
@@ -292,21 +334,18 @@ class HandoffMachine(RuleBasedStateMachine):
         if h.intent is Intent.PARK:
             assert sent == 0
 
-    @rule(seconds=st.sampled_from([30, 60, 300, 600, 1800]))
-    def time_passes(self, seconds: int) -> None:
+    @rule(seconds=st.sampled_from([30, 60, 300, 600, 1800]), work=st.booleans())
+    def time_passes(self, seconds: int, work: bool) -> None:
         """Reminders that fell due are raised (one round per pass, so a late worker catches up
-        pass by pass); they wait in the outbox until a worker pass or a dispatch sends them."""
+        pass by pass); with `work` a worker pass then sends a batch, else they wait."""
         self.clock.advance(seconds)
         while True:
             raised = self.run(self.delivery.remind_due())
             assert raised == self.model.remind_due(self.clock.now())
             if not raised:
                 break
-
-    @rule()
-    def worker_pass(self) -> None:
-        self.run(self.delivery.run_once())
-        assert self.model.remind_due(self.clock.now()) == 0  # time_passes raised them all
+        if work:
+            self.run(self.delivery.run_once())  # raises nothing more: the loop raised it all
 
     def sent(self, handoff_id: str) -> int:
         return sum(1 for d in self.read().deliveries[handoff_id] if d.status is DeliveryStatus.SENT)
@@ -314,7 +353,10 @@ class HandoffMachine(RuleBasedStateMachine):
     # --- what the store holds ---------------------------------------------------------------
 
     def read(self) -> Stored:
-        return self.run(self._read())
+        """The store as it is now; read once per step however many invariants look at it."""
+        if self.seen is None:
+            self.seen = self.run(self._read())
+        return self.seen
 
     async def _read(self) -> Stored:
         stored = Stored()

@@ -74,6 +74,12 @@ class CountingSink:
         self._lock = threading.Lock()
         self._accepted: list[tuple[str, str]] = []
         self._headers = BytesHeaderParser(policy=default_policy)
+        self._actions: dict[int, Callable[[], None]] = {}
+
+    def at(self, count: int, action: Callable[[], None]) -> None:
+        """Run `action` when the `count`th message has been kept, before it is acknowledged:
+        the sender is then certainly in the middle of its batch."""
+        self._actions[count] = action
 
     async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
         if self.delay:
@@ -81,6 +87,9 @@ class CountingSink:
         message_id = str(self._headers.parsebytes(envelope.original_content)["Message-ID"])
         with self._lock:
             self._accepted.append((str(envelope.mail_from), message_id))
+            action = self._actions.pop(len(self._accepted), None)
+        if action is not None:
+            action()
         return "250 2.0.0 Message accepted"
 
     def count(self) -> int:
@@ -150,7 +159,7 @@ class SilentServer:
 
 
 class WorkerProcess:
-    """`python -m handoff_app.cli worker` with the given HANDOFF_* settings, its output in a file."""
+    """`python -m handoff_app.cli worker` with the given HANDOFF_* settings; output to a file."""
 
     def __init__(self, folder: Path, env: Mapping[str, str], name: str) -> None:
         self.log = folder / f"{name}.log"
@@ -174,9 +183,11 @@ class WorkerProcess:
 
     async def started(self, timeout: float = 15.0) -> None:
         def ready() -> bool:
+            if "running; SIGTERM stops it" in self.output():
+                return True
             if self.process.poll() is not None:
-                raise AssertionError(f"worker exited early:\n{self.output()}")
-            return "running; SIGTERM stops it" in self.output()
+                raise AssertionError(f"worker exited before it ran:\n{self.output()}")
+            return False
 
         await eventually(ready, timeout=timeout, what=f"worker {self.pid} started")
 

@@ -17,8 +17,8 @@ from tests.worker.harness import (
     worker_env,
 )
 
-SLOW = 0.05  # seconds the sink takes per message, so a batch of 10 lasts about half a second
-BATCH = 10
+SLOW = 0.03  # seconds the sink takes per message, so a batch lasts a quarter of a second
+BATCH = 8
 
 
 async def test_a_worker_killed_mid_batch_loses_nothing(
@@ -27,7 +27,7 @@ async def test_a_worker_killed_mid_batch_loses_nothing(
     start_worker: Callable[..., WorkerProcess],
     open_store: Callable[[str], Store],
 ) -> None:
-    total = 60
+    total = 48
     await seed_outbox(database_url, seniors=total)
     store = open_store(database_url)
     assert await store.statuses() == Counter({"pending": total})
@@ -40,11 +40,11 @@ async def test_a_worker_killed_mid_batch_loses_nothing(
     )
 
     doomed = start_worker(env, "doomed")
+    # One connection, one message at a time: the 19th is in the third batch, and the worker dies
+    # waiting for the sink to acknowledge it.
+    server.sink.at(19, lambda: doomed.signal(signal.SIGKILL))
     await doomed.started()
-    # One connection, one message at a time: at 25 the worker is inside its third batch.
-    await eventually(lambda: server.sink.count() >= 25, timeout=20, what="25 messages arrived")
-    doomed.signal(signal.SIGKILL)
-    assert await doomed.exit_code() == -signal.SIGKILL
+    assert await doomed.exit_code(timeout=20) == -signal.SIGKILL
     assert 0 < server.sink.count() < total
     held = [r for r in await store.outbox() if r.status == "pending" and r.leased_by]
     assert 0 < len(held) <= BATCH, "the dead worker's batch is still leased to it"
@@ -71,7 +71,7 @@ async def test_sigterm_mid_batch_exits_cleanly_and_nothing_is_sent_twice(
     start_worker: Callable[..., WorkerProcess],
     open_store: Callable[[str], Store],
 ) -> None:
-    total = 30
+    total = 24
     await seed_outbox(database_url, seniors=total)
     store = open_store(database_url)
     server = start_sink(delay=SLOW)
@@ -84,10 +84,9 @@ async def test_sigterm_mid_batch_exits_cleanly_and_nothing_is_sent_twice(
     )
 
     stopping = start_worker(env, "stopping")
+    server.sink.at(3, lambda: stopping.signal(signal.SIGTERM))  # the third of a batch of eight
     await stopping.started()
-    await eventually(lambda: server.sink.count() >= 3, timeout=20, what="3 messages arrived")
-    stopping.signal(signal.SIGTERM)
-    assert await stopping.exit_code() == 0, stopping.output()
+    assert await stopping.exit_code(timeout=20) == 0, stopping.output()
 
     rows = await store.outbox()
     sent_by_first = server.sink.count()

@@ -30,6 +30,10 @@ async def delivery_worker(services: Services) -> AsyncIterator[asyncio.Task[None
     try:
         yield task
     finally:
+        # Background sends first: they lease under the worker's id, so the worker's parting
+        # release would otherwise free rows they are still sending, and they would send them
+        # again (or another worker would).
+        await services.dispatch.drain()
         stop.set()
         await task
 

@@ -6,13 +6,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+import anyio
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from handoff_app.container import Services
 from handoff_app.http import errors
-from handoff_app.http.auth import ServicesDep
-from handoff_app.http.lifecycle import ServiceSlot, handoff_lifespan
+from handoff_app.http.lifecycle import ServiceSlot, get_services, handoff_lifespan
 from handoff_app.http.limits import BodyLimit
 from handoff_app.http.logs import redact_access_log
 from handoff_app.http.routes_handoffs import router as handoffs_router
@@ -25,6 +25,7 @@ from handoff_app.settings import Settings, SettingsError
 log = logging.getLogger("handoff.http")
 
 API_PREFIX = "/api/v1"
+READY_TIMEOUT_SECONDS = 5.0
 
 DESCRIPTION = """Hand off AI-assisted troubleshooting sessions: park one privately, or escalate it
 to every eligible senior of the account until one claims it.
@@ -46,9 +47,10 @@ def _probes() -> APIRouter:
         summary="The database is reachable",
         responses={503: {"model": Health, "description": "The database is not reachable"}},
     )
-    async def readyz(services: ServicesDep) -> Health | JSONResponse:
+    async def readyz(request: Request) -> Health | JSONResponse:
         try:
-            ready = await services.ready()
+            with anyio.fail_after(READY_TIMEOUT_SECONDS):
+                ready = await (await get_services(request)).ready()
         except Exception:
             log.warning("readiness check failed", exc_info=True)
             ready = False

@@ -6,8 +6,9 @@ removed in that account, or the caller is not let in at all (401, never a hint w
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, TypeGuard
 
 import jwt
 from attrs import frozen
@@ -17,15 +18,20 @@ from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBear
 from handoff_app.container import Services
 from handoff_app.http.errors import unauthorized
 from handoff_app.http.lifecycle import get_services, get_settings
+from handoff_app.http.schemas import ID_PATTERN
 from handoff_app.settings import Settings, SettingsError
 from handoff_core.errors import Forbidden
-from handoff_core.model import Member
+from handoff_core.model import ID_MAX, Member
 
 ALGORITHM = "HS256"
+_ID = re.compile(ID_PATTERN)
 
-bearer = HTTPBearer(auto_error=False, description="A JWT minted with HANDOFF_JWT_SECRET")
+bearer = HTTPBearer(
+    scheme_name="BearerToken", auto_error=False, description="A JWT minted with HANDOFF_JWT_SECRET"
+)
 query_token = APIKeyQuery(
     name="access_token",
+    scheme_name="StreamAccessToken",
     auto_error=False,
     description="The same JWT, for EventSource clients that cannot send headers (stream only)",
 )
@@ -70,9 +76,13 @@ def read_token(settings: Settings, token: str) -> tuple[str, str]:
     except jwt.PyJWTError:
         raise unauthorized("the token is not valid") from None
     account_id, member_id = claims.get("account_id"), claims.get("sub")
-    if not isinstance(account_id, str) or not isinstance(member_id, str):
-        raise unauthorized("the token's account_id and sub must be strings")
+    if not (_is_id(account_id) and _is_id(member_id)):
+        raise unauthorized("the token's account_id and sub must be account and member ids")
     return account_id, member_id
+
+
+def _is_id(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and len(value) <= ID_MAX and _ID.fullmatch(value) is not None
 
 
 @frozen

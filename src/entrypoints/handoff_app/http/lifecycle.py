@@ -7,6 +7,7 @@ use; a host that wants them opened at start and closed at exit composes `handoff
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,6 +15,9 @@ from fastapi import FastAPI, Request
 
 from handoff_app.container import Services, build_services
 from handoff_app.settings import Settings
+from handoff_core.errors import HandoffError, StorageUnavailable
+
+log = logging.getLogger("handoff.http")
 
 
 class ServiceSlot:
@@ -40,7 +44,15 @@ class ServiceSlot:
             self._lock = asyncio.Lock()
         async with self._lock:
             if self._services is None:
-                self._services = await build_services(self._settings)
+                try:
+                    self._services = await build_services(self._settings)
+                except HandoffError:
+                    raise
+                except Exception as exc:
+                    log.exception("could not open the services")
+                    raise StorageUnavailable(
+                        "the service could not open its store; see the server log"
+                    ) from exc
         return self._services
 
     async def close(self) -> None:

@@ -15,11 +15,12 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, Header
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.types import Receive, Scope, Send
 
 from handoff_app.container import Services
 from handoff_app.http.auth import Caller, ServicesDep, SettingsDep, StreamCallerDep
 from handoff_app.http.errors import documented
-from handoff_app.live import STREAM_EVENTS, stream_payload
+from handoff_app.live import STREAM_EVENTS, Inbox, stream_payload
 from handoff_app.settings import Settings
 from handoff_core.errors import ValidationError
 from handoff_core.model import EventType
@@ -30,6 +31,8 @@ REPLAY_TYPES = [t.value for t in STREAM_EVENTS]
 REPLAY_PAGE = 200
 REPLAY_MAX = 2000
 RECONNECT_MS = 3000
+EVENT_ID_MAX = 2**63 - 1  # what a store's integer key can hold
+PRESENCE_TTL_BEATS = 3  # presence outlives a few missed heartbeats, not a dead process
 
 STREAM_DOC = {
     "description": (
@@ -53,7 +56,7 @@ def _event(type: str, id: int | None, data: dict[str, Any]) -> ServerSentEvent:
 def _last_seen(raw: str | None) -> int | None:
     if raw is None or raw == "":
         return None
-    if not raw.isascii() or not raw.isdigit():
+    if not raw.isascii() or not raw.isdigit() or int(raw) > EVENT_ID_MAX:
         raise ValidationError("Last-Event-ID", "must be an event id the stream sent")
     return int(raw)
 
@@ -80,43 +83,72 @@ async def _missed(services: Services, caller: Caller, after: int) -> list[Server
 
 
 async def _events(
-    services: Services, settings: Settings, caller: Caller, after: int | None
+    services: Services,
+    settings: Settings,
+    caller: Caller,
+    after: int | None,
+    inbox: Inbox,
+    stream_id: str,
 ) -> AsyncIterator[ServerSentEvent]:
     beat = settings.heartbeat_seconds
-    ttl = beat * 3
-    cleanup = AsyncExitStack()
-    try:
-        inbox = await cleanup.enter_async_context(
-            services.hub.subscribe(caller.account_id, caller.member_id)
-        )
-        stream_id = await services.presence.enter(caller.account_id, caller.member_id, ttl)
-        cleanup.push_async_callback(services.presence.leave, stream_id)
-        yield ServerSentEvent(comment="online", retry=RECONNECT_MS)
-        replayed: set[str] = set()
-        if after is not None:
-            for missed in await _missed(services, caller, after):
-                if missed.id is not None:
-                    replayed.add(missed.id)
-                yield missed
-        next_beat = anyio.current_time() + beat
-        while True:
-            pushed = await inbox.next(max(0.0, next_beat - anyio.current_time()))
-            if anyio.current_time() >= next_beat:
-                await services.presence.heartbeat(stream_id, ttl)
-                yield ServerSentEvent(comment="heartbeat")
-                next_beat = anyio.current_time() + beat
-            if pushed is None:
-                continue
-            if pushed.account_id != caller.account_id:
-                continue
-            event_id = None if pushed.id is None else str(pushed.id)
-            if event_id is not None and event_id in replayed:
-                continue
-            yield _event(pushed.type, pushed.id, dict(pushed.data))
-    finally:
-        # The client is gone and this task is being cancelled: leave presence regardless.
-        with anyio.CancelScope(shield=True):
-            await cleanup.aclose()
+    yield ServerSentEvent(comment="online", retry=RECONNECT_MS)
+    replayed: set[str] = set()
+    if after is not None:
+        for missed in await _missed(services, caller, after):
+            if missed.id is not None:
+                replayed.add(missed.id)
+            yield missed
+    next_beat = anyio.current_time() + beat
+    while True:
+        pushed = await inbox.next(max(0.0, next_beat - anyio.current_time()))
+        if anyio.current_time() >= next_beat:
+            await services.presence.heartbeat(stream_id, beat * PRESENCE_TTL_BEATS)
+            yield ServerSentEvent(comment="heartbeat")
+            next_beat = anyio.current_time() + beat
+        if pushed is None or pushed.account_id != caller.account_id:
+            continue
+        if pushed.id is not None and str(pushed.id) in replayed:
+            continue
+        yield _event(pushed.type, pushed.id, dict(pushed.data))
+
+
+async def _nothing() -> AsyncIterator[ServerSentEvent]:
+    return
+    yield  # pragma: no cover  (makes this an async generator)
+
+
+class LiveStream(EventSourceResponse):
+    """Sends its headers only once the subscription and then presence are in place, so a client
+    that sees 200 is already online and no push can slip between them; however the response
+    ends (client gone, server stopping, an error), presence is left and the subscription undone.
+    """
+
+    def __init__(
+        self, services: Services, settings: Settings, caller: Caller, after: int | None
+    ) -> None:
+        super().__init__(_nothing(), ping=0)
+        self._services = services
+        self._settings = settings
+        self._caller = caller
+        self._after = after
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        services, caller = self._services, self._caller
+        ttl = self._settings.heartbeat_seconds * PRESENCE_TTL_BEATS
+        cleanup = AsyncExitStack()
+        try:
+            inbox = await cleanup.enter_async_context(
+                services.hub.subscribe(caller.account_id, caller.member_id)
+            )
+            stream_id = await services.presence.enter(caller.account_id, caller.member_id, ttl)
+            cleanup.push_async_callback(services.presence.leave, stream_id)
+            self.body_iterator = _events(
+                services, self._settings, caller, self._after, inbox, stream_id
+            )
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await cleanup.aclose()
 
 
 @router.get(
@@ -136,7 +168,7 @@ async def stream(
     last_event_id: Annotated[
         str | None, Header(alias="Last-Event-ID", max_length=20, description="Resume after")
     ] = None,
-) -> EventSourceResponse:
+) -> LiveStream:
     caller.require_senior()
     after = _last_seen(last_event_id)
-    return EventSourceResponse(_events(services, settings, caller, after), ping=0)
+    return LiveStream(services, settings, caller, after)

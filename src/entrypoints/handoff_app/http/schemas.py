@@ -39,10 +39,14 @@ from handoff_core.services.queries import EscalationStats
 
 ID_PATTERN = r"^[^\x00-\x20\x7f]+$"
 KEY_PATTERN = r"^[\x21-\x7e]+$"
+JSON_DEPTH_MAX = 64
 
 
-def _storable(value: Any, where: str = "") -> None:
-    """Refuse text no JSON store can keep: NUL characters and unpaired surrogates."""
+def _storable(value: Any, where: str = "", depth: int = 0) -> None:
+    """Refuse what no JSON store or response can keep: NUL characters, unpaired surrogates, and
+    nesting deeper than JSON_DEPTH_MAX (serialisers stop a little past 250 levels)."""
+    if depth > JSON_DEPTH_MAX:
+        raise ValueError(f"must not nest deeper than {JSON_DEPTH_MAX} levels")
     if isinstance(value, str):
         if "\x00" in value:
             raise ValueError(f"{where}must not contain NUL characters".strip())
@@ -52,11 +56,11 @@ def _storable(value: Any, where: str = "") -> None:
             raise ValueError(f"{where}must be valid Unicode text".strip()) from None
     elif isinstance(value, dict):
         for key, item in value.items():
-            _storable(key, "keys ")
-            _storable(item, where)
+            _storable(key, "keys ", depth + 1)
+            _storable(item, where, depth + 1)
     elif isinstance(value, list):
         for item in value:
-            _storable(item, where)
+            _storable(item, where, depth + 1)
 
 
 class Body(BaseModel):
@@ -99,7 +103,7 @@ class HandoffIn(Body):
 class PolicyIn(Body):
     """Fields left out take their defaults."""
 
-    roles: list[Role] | None = Field(default=None, min_length=1, max_length=3)
+    roles: list[Role] | None = Field(default=None, min_length=1)
     email_online_too: StrictBool = False
     remind_after_seconds: StrictInt = Field(
         default=DEFAULT_REMIND_AFTER_SECONDS,
