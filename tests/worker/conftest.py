@@ -95,13 +95,6 @@ async def postgres_url(pg_url: str) -> str:
 
 
 @pytest.fixture
-async def sqlite_url(tmp_path: Path) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'handoff.db'}"
-    await ensure_schema(url)
-    return url
-
-
-@pytest.fixture
 async def open_store() -> AsyncIterator[Callable[[str], Store]]:
     """Read-only views of databases, their engines closed at the end."""
     made: list[Store] = []

@@ -5,6 +5,7 @@ read-only view of the outbox rows."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import signal
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
 from pathlib import Path
@@ -23,11 +24,12 @@ import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from attrs import frozen
 
-from handoff_app.container import SystemClock
+from handoff_app.container import SystemClock, build_services
+from handoff_app.settings import Settings
 from handoff_core import HandoffService, MemberService
 from handoff_sql import SqlDatabase
 from handoff_sql.database import BEGIN_MODE
-from handoff_sql.tables import deliveries, handoffs, sessions, timeline
+from handoff_sql.tables import deliveries, sessions
 
 ACCOUNT = "acme"
 ESCALATOR = "esc"
@@ -212,6 +214,23 @@ class WorkerProcess:
         self.process.wait(timeout=10)
 
 
+@contextlib.asynccontextmanager
+async def worker_in_process(env: Mapping[str, str]) -> AsyncIterator[None]:
+    """What `handoff worker` runs, in this process and loop: settings from the same HANDOFF_*
+    variables, the services of the composition root, and the worker loop until the block ends."""
+    services = await build_services(Settings.from_env(env))
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        services.delivery.run(stop, poll_seconds=services.settings.worker_poll_seconds)
+    )
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=15)
+        await services.close()
+
+
 def worker_env(database_url: str, smtp_url: str, **extra: str) -> dict[str, str]:
     """Settings for a worker that polls often and retries soon, so a test stays short."""
     return {
@@ -332,12 +351,10 @@ __all__ = [
     "Store",
     "WorkerProcess",
     "add_team",
-    "deliveries",
     "escalate",
     "eventually",
     "free_port",
-    "handoffs",
     "seed_outbox",
-    "timeline",
     "worker_env",
+    "worker_in_process",
 ]

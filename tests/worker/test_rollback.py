@@ -18,9 +18,6 @@ from tests.worker.harness import (
     SinkServer,
     Store,
     add_team,
-    deliveries,
-    handoffs,
-    timeline,
 )
 
 from handoff_app.container import SystemClock
@@ -35,6 +32,7 @@ from handoff_core.policy import new_id
 from handoff_core.ports import Sessions
 from handoff_mail import SmtpSender, SmtpSettings
 from handoff_sql import SqlDatabase, SqlUnitOfWork
+from handoff_sql.tables import deliveries, handoffs, timeline
 
 SENIORS = 3
 Hook = Callable[[SqlUnitOfWork], Awaitable[None]]

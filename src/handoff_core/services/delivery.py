@@ -98,6 +98,7 @@ class DeliveryService:
         self._announcer: Announcer = announcer or SilentAnnouncer()
         self._settings = settings or DeliverySettings()
         self.worker_id = worker_id or f"worker-{new_id()[:12]}"
+        self._held: set[str] = set()  # lease tokens taken and not yet recorded
         self._make_id = make_id
 
     # --- entry points -----------------------------------------------------------------------
@@ -138,10 +139,14 @@ class DeliveryService:
             await self.release()
 
     async def release(self) -> int:
+        """Give back every lease this service holds and has not recorded yet."""
         try:
+            released = 0
             async with self._uow() as uow:
-                released = await uow.deliveries.release(self.worker_id)
+                for token in list(self._held):
+                    released += await uow.deliveries.release(token)
                 await uow.commit()
+            self._held.clear()
             return released
         except Exception:
             log.exception("could not release leases", extra={"worker": self.worker_id})
@@ -192,17 +197,24 @@ class DeliveryService:
     async def _lease(
         self, *, account_id: str | None = None, handoff_id: str | None = None
     ) -> list[Delivery]:
+        """Take a batch under a token of its own: an outcome is recorded only by the holder of
+        that very lease, so a batch that outlived its lease and was taken again (even by this
+        process) cannot be recorded twice."""
         now = self._clock.now()
+        token = f"{self.worker_id}/{new_id()[:12]}"
+        self._held.add(token)
         async with self._uow() as uow:
             leased = await uow.deliveries.lease_due(
                 now,
-                owner=self.worker_id,
+                owner=token,
                 until=now + timedelta(seconds=self._settings.lease_seconds),
                 limit=self._settings.batch_size,
                 account_id=account_id,
                 handoff_id=handoff_id,
             )
             await uow.commit()
+        if not leased:
+            self._held.discard(token)
         return leased
 
     async def _context(self, leased: Sequence[Delivery]) -> _Batch:
@@ -389,5 +401,6 @@ class DeliveryService:
             if kept:
                 await uow.deliveries.add_many(kept)
             await uow.commit()
+        self._held.difference_update({d.leased_by for d in leased if d.leased_by})
         await announce(self._announcer, events)
         return sum(1 for d in leased if d.status is DeliveryStatus.SENT)

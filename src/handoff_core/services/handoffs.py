@@ -8,6 +8,7 @@ from typing import Any
 
 from handoff_core.errors import (
     AlreadyClaimed,
+    Conflict,
     IdempotencyConflict,
     InvalidTransition,
     ValidationError,
@@ -182,14 +183,20 @@ class HandoffService:
             return await self._hand_off(
                 account_id, actor_id, session_id, chosen, notes, idempotency_key, fingerprint
             )
-        except IdempotencyConflict:
+        except Conflict:
             if idempotency_key is None:
                 raise
-            # Lost an insert race on the key: the first request's handoff is the answer.
+            # A concurrent request with the same key got there first: it either won the insert
+            # race on the key, or committed between our key lookup and our read of the session
+            # (which then looked already handed off). Its handoff is the answer.
             async with self._uow() as uow:
                 first = await uow.handoffs.by_idempotency_key(account_id, idempotency_key)
-            if first is None or first.request_fingerprint != fingerprint:
+            if first is None:
                 raise
+            if first.request_fingerprint != fingerprint:
+                raise IdempotencyConflict(
+                    "this Idempotency-Key was already used for a different request"
+                ) from None
             return first
 
     async def park(
