@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import shlex
 import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
+
+import attrs
 
 from bench import b1_throughput, b2_fanout, b3_push, b4_claims, b5_policy
-from bench.report import Outcome, machine, markdown, results_json, table
+from bench.report import Figure, Outcome, machine, markdown, results_json, table
 from bench.stack import OUT, ROOT, BenchError, Context, Databases, Sink, raise_nofile
 
 Runner = Callable[[Context], Awaitable[Outcome]]
@@ -43,18 +47,24 @@ def _parser() -> argparse.ArgumentParser:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--write", action="store_true", help="write the docs and JSON anyway")
     group.add_argument("--no-write", action="store_true", help="print only")
+    group.add_argument(
+        "--render", metavar="RUN_DIR", help="write the docs again from a saved run (bench/out/…)"
+    )
     return parser
 
 
 async def _run(
     selected: list[str], quick: bool, profile: bool
-) -> tuple[list[Outcome], dict[str, str]]:
+) -> tuple[list[Outcome], dict[str, str], Path]:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     workdir = OUT / f"run-{stamp}"
     workdir.mkdir(parents=True, exist_ok=True)
     raise_nofile()
     databases = Databases()
-    pg_version = await databases.server_version()
+    try:
+        pg_version = await databases.server_version()
+    except BenchError as exc:  # B5 needs no database; the others will say what failed
+        pg_version = f"unreachable ({exc})"
     sink = Sink(workdir)
     await sink.start()
     ctx = Context(databases=databases, sink=sink, workdir=workdir, quick=quick, profile=profile)
@@ -75,12 +85,38 @@ async def _run(
     finally:
         await sink.stop()
         await databases.drop_all()
+    facts = machine(pg_version)
+    saved = {"outcomes": [attrs.asdict(o) for o in outcomes], "facts": facts}
+    (workdir / "outcomes.json").write_text(json.dumps(saved, indent=1))
     print(f"   artifacts in {workdir.relative_to(ROOT)}", flush=True)
-    return outcomes, machine(pg_version)
+    return outcomes, facts, workdir
+
+
+def _load(run: Path) -> tuple[list[Outcome], dict[str, str]]:
+    """The outcomes a run saved, to render the docs again (say, after editing findings.md)."""
+    saved = json.loads((run / "outcomes.json").read_text())
+    outcomes = []
+    for raw in saved["outcomes"]:
+        figures = [Figure(**f) for f in raw.pop("figures")]
+        outcomes.append(Outcome(**raw, figures=figures))
+    return outcomes, saved["facts"]
+
+
+def _write(outcomes: list[Outcome], facts: dict[str, str], meta: dict[str, object]) -> None:
+    findings = FINDINGS.read_text() if FINDINGS.exists() else ""
+    (ROOT / "docs").mkdir(exist_ok=True)
+    (ROOT / "docs" / "benchmarks.md").write_text(markdown(outcomes, meta, facts, findings))
+    (ROOT / "bench" / "results.json").write_text(results_json(outcomes, meta))
+    print("wrote docs/benchmarks.md and bench/results.json")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.render:
+        run = Path(args.render)
+        saved, saved_facts = _load(run)
+        _write(saved, saved_facts, json.loads((run / "meta.json").read_text()))
+        return 0
     wanted = [n.strip().upper() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in wanted if n not in BENCHMARKS]
     if unknown:
@@ -89,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     selected = [n for n in ORDER if not wanted or n in wanted]
     started = time.monotonic()
     try:
-        outcomes, facts = asyncio.run(_run(selected, args.quick, args.profile))
+        outcomes, facts, workdir = asyncio.run(_run(selected, args.quick, args.profile))
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
@@ -99,22 +135,20 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(outcomes))
     print(f"\n{len(selected)} benchmarks in {seconds:.0f} s")
+    command = "python -m bench" + (" " + shlex.join(argv or sys.argv[1:])).rstrip()
+    meta: dict[str, object] = {
+        "command": command,
+        "mode": "quick smoke run" if args.quick else "full run",
+        "selected": selected,
+        "seconds": round(seconds, 1),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "run": str(workdir.relative_to(ROOT)),
+        **facts,
+    }
+    (workdir / "meta.json").write_text(json.dumps(meta, indent=1))
     full = not wanted and not args.quick and not args.profile
     if (full or args.write) and not args.no_write:
-        command = "python -m bench" + (" " + shlex.join(argv or sys.argv[1:])).rstrip()
-        meta: dict[str, object] = {
-            "command": command,
-            "mode": "quick smoke run" if args.quick else "full run",
-            "selected": selected,
-            "seconds": round(seconds, 1),
-            "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            **facts,
-        }
-        findings = FINDINGS.read_text() if FINDINGS.exists() else ""
-        (ROOT / "docs").mkdir(exist_ok=True)
-        (ROOT / "docs" / "benchmarks.md").write_text(markdown(outcomes, meta, facts, findings))
-        (ROOT / "bench" / "results.json").write_text(results_json(outcomes, meta))
-        print("wrote docs/benchmarks.md and bench/results.json")
+        _write(outcomes, facts, meta)
     failed = [o.name for o in outcomes if o.error]
     return 1 if failed else 0
 

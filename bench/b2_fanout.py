@@ -16,9 +16,10 @@ from pathlib import Path
 import aiosmtplib
 from attrs import frozen
 
+from bench.cpu import CpuMeter
 from bench.report import Figure, Outcome, check
 from bench.seed import mirror, one_session_escalated, settled, team
-from bench.stack import BenchError, Context, CpuMeter, Databases, Sink, running
+from bench.stack import BenchError, Context, Databases, Sink, running
 from bench.stats import median, ms
 
 RECIPIENTS = 1000

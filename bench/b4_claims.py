@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 
+from bench.cpu import CpuMeter
 from bench.report import Figure, Outcome, check
 from bench.seed import escalate, mirror, start_sessions, team, token
-from bench.stack import Context, CpuMeter, Databases, running
+from bench.stack import Context, Databases, running
 from bench.stats import median, ms, percentile
 from bench.wire import HttpConnection
 

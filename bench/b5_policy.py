@@ -64,7 +64,7 @@ def time_plan(
     runs: list[float] = []
     made = 0
     spent = 0.0
-    while (spent < budget or len(runs) < 3) and len(runs) < 1000:
+    while (spent < budget or len(runs) < 5) and len(runs) < 1000:
         if not collect:
             gc.disable()
         start = time.thread_time()

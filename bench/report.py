@@ -13,7 +13,6 @@ import os
 import platform
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 from attrs import define, field
@@ -127,7 +126,6 @@ def markdown(
     facts: dict[str, str],
     findings: str,
 ) -> str:
-    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     out = [
         "# Benchmarks",
         "",
@@ -138,7 +136,7 @@ def markdown(
         "to run (each benchmark's notes say how much CPU went to other work on the machine).",
         "",
         f"- command: `{meta['command']}` ({meta['mode']}, {meta['seconds']:.0f} s in all)",
-        f"- date: {now}",
+        f"- date: {meta['date']}",
         f"- machine: {facts['nproc']} CPUs ({facts['cpu']}), {facts['memory']} memory, "
         f"{facts['os']}",
         f"- software: {facts['python']}, PostgreSQL {facts['postgresql']}, "

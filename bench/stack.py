@@ -82,12 +82,6 @@ def rss_mb(pid: int) -> float:
     raise BenchError(f"no VmRSS for pid {pid}")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU a process has used so far, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def child_env(extra: Mapping[str, str]) -> dict[str, str]:
     """The environment of a child: this one, the repo on the path, and no stray HANDOFF_*."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HANDOFF_")}
@@ -382,75 +376,3 @@ class Sink(Child):
             await asyncio.sleep(0.02)
             stats = await self.stats()
         return stats
-
-
-# --- where the CPU went ------------------------------------------------------------------------
-
-
-def _postgres_cpu() -> float:
-    """CPU used so far by PostgreSQL (every database, other users' too): its live processes, plus
-    what the postmaster has reaped from backends that already exited."""
-    tick = os.sysconf("SC_CLK_TCK")
-    stats: dict[int, list[str]] = {}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            if (proc / "comm").read_text().strip() == "postgres":
-                stats[int(proc.name)] = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-    total = 0.0
-    for fields in stats.values():
-        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-        if int(fields[1]) not in stats:  # the postmaster: add its reaped children
-            total += (int(fields[13]) + int(fields[14])) / tick  # cutime, cstime
-    return total
-
-
-def _machine_busy() -> float:
-    """CPU seconds the whole machine has spent busy (all cores), from /proc/stat."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-class CpuMeter:
-    """CPU seconds spent by each party during a window: the servers, the sink, PostgreSQL, this
-    harness, and everything else on the machine (other work sharing its cores)."""
-
-    def __init__(self, parties: Mapping[str, int]) -> None:
-        self._parties = dict(parties)
-        self._start: dict[str, float] = {}
-        self.spent: dict[str, float] = {}
-        self.wall = 0.0
-
-    def _read(self) -> dict[str, float]:
-        now = {name: cpu_seconds(pid) for name, pid in self._parties.items()}
-        now["postgres (all databases)"] = _postgres_cpu()
-        now["harness"] = time.process_time()
-        now["machine"] = _machine_busy()
-        now["wall"] = time.monotonic()
-        return now
-
-    def __enter__(self) -> CpuMeter:
-        self._start = self._read()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        end = self._read()
-        spent = {k: end[k] - self._start[k] for k in end}
-        self.wall = spent.pop("wall")
-        machine = spent.pop("machine")
-        spent["other"] = max(0.0, machine - sum(spent.values()))
-        self.spent = spent
-
-    def describe(self, per: float = 0.0, unit: str = "") -> str:
-        """One line: each party's CPU seconds (and ms per `unit` when `per` is given)."""
-        cores = os.cpu_count() or 1
-        parts = []
-        for name, seconds in self.spent.items():
-            each = f", {seconds * 1000 / per:.1f} ms/{unit}" if per else ""
-            parts.append(f"{name} {seconds:.1f} s{each}")
-        return (
-            f"CPU in the {self.wall:.1f} s window ({cores} cores = {cores * self.wall:.1f} "
-            f"CPU-s): " + "; ".join(parts)
-        )
