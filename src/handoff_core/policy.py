@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
 
@@ -19,7 +19,9 @@ IdFactory = Callable[[], str]
 
 
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """128 random bits as 32 hex digits: as unique as a uuid4, at a quarter of the cost (ids are
+    made per delivery, so planning for a large account makes many)."""
+    return os.urandom(16).hex()
 
 
 def recipients(

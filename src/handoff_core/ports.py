@@ -41,6 +41,10 @@ class Members(Protocol):
         """Every member not soft-deleted, ordered by id."""
         ...
 
+    async def get_many(self, account_id: str, member_ids: Collection[str]) -> list[Member]:
+        """These members as stored (deleted or not); unknown ids are left out."""
+        ...
+
     async def eligible(self, account_id: str, roles: Collection[Role]) -> list[Member]:
         """Active, not deleted members holding one of `roles`."""
         ...
@@ -137,6 +141,10 @@ class Deliveries(Protocol):
         the lease. False if the lease was lost."""
         ...
 
+    async def record_many(self, deliveries: Sequence[Delivery]) -> set[str]:
+        """`record` for a batch in a few statements; the ids whose outcome was stored."""
+        ...
+
     async def release(self, owner: str) -> int:
         """Give back every lease `owner` holds, making those deliveries due again."""
         ...
@@ -145,6 +153,10 @@ class Deliveries(Protocol):
 class Timeline(Protocol):
     async def add(self, event: TimelineEvent) -> TimelineEvent:
         """Store the event and return it with its id."""
+        ...
+
+    async def add_many(self, events: Sequence[TimelineEvent]) -> list[TimelineEvent]:
+        """`add` for a batch in one statement; the events with their ids, in order."""
         ...
 
     async def for_session(self, account_id: str, session_id: str) -> list[TimelineEvent]: ...

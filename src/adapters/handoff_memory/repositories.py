@@ -40,6 +40,10 @@ class MemoryMembers:
         ]
         return [clone(m) for m in sorted(found, key=lambda m: m.id)]
 
+    async def get_many(self, account_id: str, member_ids: Collection[str]) -> list[Member]:
+        found = (self._s.members.get((account_id, m)) for m in sorted(set(member_ids)))
+        return [clone(m) for m in found if m is not None]
+
     async def eligible(self, account_id: str, roles: Collection[Role]) -> list[Member]:
         return [m for m in await self.current(account_id) if m.active and m.role in roles]
 
@@ -261,6 +265,9 @@ class MemoryDeliveries:
         self._j.put(self._s.deliveries, delivery.id, updated)
         return True
 
+    async def record_many(self, deliveries: Sequence[Delivery]) -> set[str]:
+        return {d.id for d in deliveries if await self.record(d)}
+
     async def release(self, owner: str) -> int:
         released = 0
         for d in list(self._s.deliveries.values()):
@@ -281,6 +288,9 @@ class MemoryTimeline:
         self._s.next_event_id += 1  # like a sequence: not given back on rollback
         self._j.append(self._s.timeline, stored)
         return stored
+
+    async def add_many(self, events: Sequence[TimelineEvent]) -> list[TimelineEvent]:
+        return [await self.add(e) for e in events]
 
     async def for_session(self, account_id: str, session_id: str) -> list[TimelineEvent]:
         return [

@@ -40,34 +40,53 @@ class Subscription:
 
 
 class InProcessHub:
-    """Hands every published event to the matching subscriptions of this process."""
+    """Hands every published event to the matching subscriptions of this process.
+
+    Subscriptions are indexed by account and by member, so an event addressed to a few members
+    of a large account touches only their streams.
+    """
 
     def __init__(self) -> None:
         self._subs: dict[str, set[Subscription]] = defaultdict(set)
+        self._by_member: dict[tuple[str, str], set[Subscription]] = defaultdict(set)
 
     async def publish(self, event: PushEvent) -> None:
         self.deliver_local(event)
 
     def deliver_local(self, event: PushEvent) -> None:
-        for sub in list(self._subs.get(event.account_id, ())):
+        if event.audience is None:
+            targets: list[Subscription] = list(self._subs.get(event.account_id, ()))
+        else:
+            targets = [
+                sub
+                for member_id in event.audience
+                for sub in self._by_member.get((event.account_id, member_id), ())
+            ]
+        for sub in targets:
             sub.offer(event)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, account_id: str, member_id: str) -> AsyncIterator[Subscription]:
         sub = Subscription(account_id, member_id)
+        key = (account_id, member_id)
         self._subs[account_id].add(sub)
+        self._by_member[key].add(sub)
         try:
             yield sub
         finally:
             self._subs[account_id].discard(sub)
             if not self._subs[account_id]:
                 del self._subs[account_id]
+            self._by_member[key].discard(sub)
+            if not self._by_member[key]:
+                del self._by_member[key]
 
     def subscribers(self, account_id: str) -> int:
         return len(self._subs.get(account_id, ()))
 
     async def close(self) -> None:
         self._subs.clear()
+        self._by_member.clear()
 
 
 class InProcessPresence:

@@ -16,6 +16,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from attrs import evolve
+
 from handoff_core.ports import PushEvent
 from handoff_push.inprocess import InProcessHub, Subscription
 
@@ -33,6 +35,23 @@ def asyncpg_dsn(url: str) -> str:
     if scheme == "postgres":
         scheme = "postgresql"
     return urlunsplit((scheme, parts.netloc, parts.path, "", ""))
+
+
+def encode_all(event: PushEvent) -> list[str]:
+    """One payload, or several when the audience is too long for one notification: the audience
+    is split in halves until every part fits."""
+    try:
+        return [encode(event)]
+    except ValueError:
+        audience = sorted(event.audience or ())
+        if len(audience) < 2:
+            raise
+    half = len(audience) // 2
+    return [
+        payload
+        for part in (audience[:half], audience[half:])
+        for payload in encode_all(evolve(event, audience=frozenset(part)))
+    ]
 
 
 def encode(event: PushEvent) -> str:
@@ -113,15 +132,16 @@ class PgNotifyHub:
     async def publish(self, event: PushEvent) -> None:
         import asyncpg
 
-        payload = encode(event)
+        payloads = encode_all(event)
         async with self._send_lock:
-            if self._sender is None or self._sender.is_closed():
-                self._sender = await asyncpg.connect(self._dsn)
-            try:
-                await self._sender.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
-            except (asyncpg.PostgresConnectionError, OSError):
-                self._sender = await asyncpg.connect(self._dsn)
-                await self._sender.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+            for payload in payloads:
+                if self._sender is None or self._sender.is_closed():
+                    self._sender = await asyncpg.connect(self._dsn)
+                try:
+                    await self._sender.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+                except (asyncpg.PostgresConnectionError, OSError):
+                    self._sender = await asyncpg.connect(self._dsn)
+                    await self._sender.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
 
     @asynccontextmanager
     async def subscribe(self, account_id: str, member_id: str) -> AsyncIterator[Subscription]:

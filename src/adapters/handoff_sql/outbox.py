@@ -20,6 +20,7 @@ from handoff_sql.repositories import SqlRepository
 from handoff_sql.tables import deliveries, timeline
 
 CANCELLED_REASON = "the escalation was closed"
+OUTCOME_COLUMNS = ("status", "attempts", "last_error", "sent_at", "next_attempt_at")
 
 
 class SqlDeliveries(SqlRepository):
@@ -116,6 +117,55 @@ class SqlDeliveries(SqlRepository):
         result = await self._uow.execute(statement, doing="record a delivery")
         return result.first() is not None
 
+    async def record_many(self, batch: Sequence[Delivery]) -> set[str]:
+        """Two statements for a whole batch: lock the rows still leased by their holder, then one
+        executemany of the outcomes for those."""
+        if not batch:
+            return set()
+        held: set[str] = set()
+        groups: dict[tuple[str, str | None], list[str]] = {}
+        for d in batch:
+            groups.setdefault((d.account_id, d.leased_by), []).append(d.id)
+        for (account_id, token), ids in groups.items():
+            if token is None:
+                continue
+            query = (
+                sa.select(deliveries.c.id)
+                .where(
+                    deliveries.c.account_id == account_id,
+                    deliveries.c.id.in_(ids),
+                    deliveries.c.leased_by == token,
+                )
+                .with_for_update()
+            )
+            held.update((await self._uow.execute(query, doing="check leases")).scalars())
+        mine = [d for d in batch if d.id in held]
+        if mine:
+            statement = (
+                sa.update(deliveries)
+                .where(
+                    deliveries.c.account_id == sa.bindparam("b_account_id"),
+                    deliveries.c.id == sa.bindparam("b_id"),
+                )
+                .values(
+                    {
+                        **{name: sa.bindparam(f"b_{name}") for name in OUTCOME_COLUMNS},
+                        "leased_by": None,
+                        "leased_until": None,
+                    }
+                )
+            )
+            params = [
+                {
+                    "b_account_id": d.account_id,
+                    "b_id": d.id,
+                    **{f"b_{k}": v for k, v in rows.delivery_outcome(d).items()},
+                }
+                for d in mine
+            ]
+            await self._uow.execute(statement, params, doing="record deliveries")
+        return held
+
     async def release(self, owner: str) -> int:
         statement = (
             sa.update(deliveries)
@@ -131,6 +181,17 @@ class SqlTimeline(SqlRepository):
         statement = sa.insert(timeline).values(rows.event_values(event)).returning(timeline.c.id)
         new_id = (await self._uow.execute(statement, doing="add a timeline event")).scalar_one()
         return evolve(event, id=int(new_id), data=rows.copied(event.data))
+
+    async def add_many(self, events: Sequence[TimelineEvent]) -> list[TimelineEvent]:
+        """One INSERT for the batch, its ids returned in the order of the events."""
+        if not events:
+            return []
+        statement = sa.insert(timeline).returning(timeline.c.id, sort_by_parameter_order=True)
+        result = await self._uow.execute(
+            statement, [rows.event_values(e) for e in events], doing="add timeline events"
+        )
+        ids = [int(i) for i in result.scalars()]
+        return [evolve(e, id=i, data=rows.copied(e.data)) for e, i in zip(events, ids, strict=True)]
 
     async def _events(self, query: sa.Select[Any]) -> list[TimelineEvent]:
         return [rows.event_of(r) for r in (await self._uow.execute(query)).mappings()]

@@ -59,6 +59,16 @@ class SqlMembers(SqlRepository):
     async def current(self, account_id: str) -> list[Member]:
         return await self._listed(account_id)
 
+    async def get_many(self, account_id: str, member_ids: Collection[str]) -> list[Member]:
+        if not member_ids:
+            return []
+        query = (
+            sa.select(members)
+            .where(members.c.account_id == account_id, members.c.id.in_(sorted(set(member_ids))))
+            .order_by(members.c.id)
+        )
+        return [rows.member_of(r) for r in (await self._uow.execute(query)).mappings()]
+
     async def eligible(self, account_id: str, roles: Collection[Role]) -> list[Member]:
         return await self._listed(
             account_id, members.c.active.is_(True), members.c.role.in_([Role(r) for r in roles])

@@ -218,21 +218,21 @@ class DeliveryService:
         return leased
 
     async def _context(self, leased: Sequence[Delivery]) -> _Batch:
+        """The handoffs, recipients, escalators and stream event ids of a batch, read once."""
         batch = _Batch()
         async with self._uow() as uow:
-            for account_id in {d.account_id for d in leased}:
-                for member in await uow.members.current(account_id):
-                    batch.members[(account_id, member.id)] = member
+            wanted: dict[str, set[str]] = defaultdict(set)
             for d in leased:
+                wanted[d.account_id].add(d.recipient_id)
                 if d.handoff_id in batch.handoffs:
                     continue
                 handoff = await uow.handoffs.get(d.account_id, d.handoff_id)
                 if handoff is not None:
                     batch.handoffs[d.handoff_id] = handoff
-                    if (d.account_id, handoff.created_by) not in batch.members:
-                        escalator = await uow.members.get(d.account_id, handoff.created_by)
-                        if escalator is not None:
-                            batch.members[(d.account_id, escalator.id)] = escalator
+                    wanted[d.account_id].add(handoff.created_by)
+            for account_id, member_ids in wanted.items():
+                for member in await uow.members.get_many(account_id, member_ids):
+                    batch.members[(account_id, member.id)] = member
             for d in leased:
                 key = (d.handoff_id, d.kind)
                 if d.channel is Channel.PUSH and key not in batch.event_ids:
@@ -277,8 +277,9 @@ class DeliveryService:
                     )
                 except Exception:
                     log.exception("presence lookup failed; falling back to email")
+            published = await self._publish_to_online(group, online, batch)
             for d in group:
-                if d.recipient_id in online and await self._publish(d, batch):
+                if d.id in published:
                     d.mark_sent(self._clock.now())
                     continue
                 policy = batch.handoffs[d.handoff_id].policy
@@ -299,31 +300,46 @@ class DeliveryService:
                     round=d.round,
                 )
 
-    async def _publish(self, d: Delivery, batch: _Batch) -> bool:
-        assert self._hub is not None
-        handoff = batch.handoffs[d.handoff_id]
-        push_type, _ = PUSH_EVENT_FOR[d.kind]
-        event = PushEvent(
-            account_id=d.account_id,
-            type=push_type,
-            id=batch.event_ids.get((d.handoff_id, d.kind)),
-            audience=frozenset({d.recipient_id}),
-            data={
-                "handoff_id": handoff.id,
-                "session_id": handoff.session_id,
-                "problem_summary": handoff.snapshot.get("problem_summary", ""),
-                "engineer_notes": handoff.engineer_notes,
-                "actor_id": handoff.created_by,
-                "at": handoff.created_at.isoformat(),
-                "round": d.round,
-            },
-        )
-        try:
-            await self._hub.publish(event)
-            return True
-        except Exception:
-            log.exception("push publish failed; falling back to email", extra={"delivery_id": d.id})
-            return False
+    async def _publish_to_online(
+        self, group: list[Delivery], online: frozenset[str], batch: _Batch
+    ) -> set[str]:
+        """One push event per handoff and notice in the batch, addressed to every recipient of it
+        who is online; the ids of the deliveries it carried."""
+        assert self._hub is not None or not online
+        carried: dict[tuple[str, NoticeKind, int], list[Delivery]] = defaultdict(list)
+        for d in group:
+            if d.recipient_id in online:
+                carried[(d.handoff_id, d.kind, d.round)].append(d)
+        published: set[str] = set()
+        for (handoff_id, kind, round), ds in carried.items():
+            handoff = batch.handoffs[handoff_id]
+            push_type, _ = PUSH_EVENT_FOR[kind]
+            event = PushEvent(
+                account_id=handoff.account_id,
+                type=push_type,
+                id=batch.event_ids.get((handoff_id, kind)),
+                audience=frozenset(d.recipient_id for d in ds),
+                data={
+                    "handoff_id": handoff.id,
+                    "session_id": handoff.session_id,
+                    "problem_summary": handoff.snapshot.get("problem_summary", ""),
+                    "engineer_notes": handoff.engineer_notes,
+                    "actor_id": handoff.created_by,
+                    "at": handoff.created_at.isoformat(),
+                    "round": round,
+                },
+            )
+            try:
+                assert self._hub is not None
+                await self._hub.publish(event)
+            except Exception:
+                log.exception(
+                    "push publish failed; falling back to email",
+                    extra={"handoff_id": handoff_id, "recipients": len(ds)},
+                )
+                continue
+            published.update(d.id for d in ds)
+        return published
 
     async def _email(self, emails: list[Delivery], batch: _Batch, now: object) -> None:
         if not emails:
@@ -362,39 +378,38 @@ class DeliveryService:
     async def _record(
         self, leased: Sequence[Delivery], batch: _Batch, fallbacks: dict[str, Delivery]
     ) -> int:
-        events: list[TimelineEvent] = []
-        recorded: set[str] = set()
+        at = self._clock.now()
         async with self._uow() as uow:
+            recorded = await uow.deliveries.record_many(leased)
+            lost = [d.id for d in leased if d.id not in recorded]
+            if lost:
+                log.warning(
+                    "lease lost before the outcome was recorded",
+                    extra={"delivery_ids": lost, "worker": self.worker_id},
+                )
+            outcomes = []
             for d in leased:
-                if not await uow.deliveries.record(d):
-                    log.warning(
-                        "lease lost before the outcome was recorded",
-                        extra={"delivery_id": d.id, "worker": self.worker_id},
-                    )
-                    continue
-                recorded.add(d.id)
                 event_type = OUTCOME_EVENTS.get(d.status)
                 handoff = batch.handoffs.get(d.handoff_id)
-                if event_type is not None and handoff is not None:
-                    events.append(
-                        await uow.timeline.add(
-                            TimelineEvent(
-                                account_id=d.account_id,
-                                session_id=handoff.session_id,
-                                type=event_type,
-                                at=self._clock.now(),
-                                handoff_id=d.handoff_id,
-                                data={
-                                    "delivery_id": d.id,
-                                    "recipient_id": d.recipient_id,
-                                    "channel": d.channel.value,
-                                    "kind": d.kind.value,
-                                    "attempts": d.attempts,
-                                    "error": d.last_error,
-                                },
-                            )
+                if d.id in recorded and event_type is not None and handoff is not None:
+                    outcomes.append(
+                        TimelineEvent(
+                            account_id=d.account_id,
+                            session_id=handoff.session_id,
+                            type=event_type,
+                            at=at,
+                            handoff_id=d.handoff_id,
+                            data={
+                                "delivery_id": d.id,
+                                "recipient_id": d.recipient_id,
+                                "channel": d.channel.value,
+                                "kind": d.kind.value,
+                                "attempts": d.attempts,
+                                "error": d.last_error,
+                            },
                         )
                     )
+            events = await uow.timeline.add_many(outcomes)
             # A push whose lease was lost (cancelled by a claim or withdraw meanwhile, or taken
             # by another worker) is not ours to replace: no fallback email for it.
             kept = [f for push_id, f in fallbacks.items() if push_id in recorded]

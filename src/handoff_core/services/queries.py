@@ -27,7 +27,7 @@ def percentile(values: Sequence[float], p: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    rank = max(1, math.ceil(p * len(ordered) / 100))
     return ordered[rank - 1]
 
 
