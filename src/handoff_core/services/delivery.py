@@ -62,6 +62,7 @@ class DeliverySettings:
     retry: RetrySchedule = field(factory=RetrySchedule)
     lease_seconds: float = 300.0
     batch_size: int = 100
+    lanes: int = 2  # batches of one escalation in flight at once: one sends while one records
 
 
 @define
@@ -104,18 +105,30 @@ class DeliveryService:
     # --- entry points -----------------------------------------------------------------------
 
     async def dispatch(self, account_id: str, handoff_id: str) -> int:
-        """Send the due notices of one escalation now; how many were sent."""
-        sent = 0
+        """Send the due notices of one escalation now; how many were sent.
+
+        Its batches go out in a few lanes, so the SMTP connections are not left idle while a
+        batch's outcomes are written."""
         try:
             async with self._uow() as uow:
                 handoff = await uow.handoffs.get(account_id, handoff_id)
             if handoff is None or handoff.intent is Intent.PARK:
                 return 0
-            while leased := await self._lease(account_id=account_id, handoff_id=handoff_id):
-                sent += await self._deliver(leased)
         except Exception:
-            log.exception("dispatch failed", extra={"handoff_id": handoff_id, "sent": sent})
-        return sent
+            log.exception("dispatch failed", extra={"handoff_id": handoff_id})
+            return 0
+
+        async def lane() -> int:
+            done = 0
+            try:
+                while leased := await self._lease(account_id=account_id, handoff_id=handoff_id):
+                    done += await self._deliver(leased)
+            except Exception:
+                log.exception("dispatch failed", extra={"handoff_id": handoff_id, "sent": done})
+            return done
+
+        lanes = max(1, self._settings.lanes)
+        return sum(await asyncio.gather(*(lane() for _ in range(lanes))))
 
     async def run_once(self) -> int:
         """One worker pass: raise due reminders, then send one batch of due deliveries."""
