@@ -245,7 +245,8 @@ class DeliveryService:
         async with self._uow() as uow:
             wanted: dict[str, set[str]] = defaultdict(set)
             for d in leased:
-                wanted[d.account_id].add(d.recipient_id)
+                if d.channel is Channel.EMAIL:  # a push needs no name: skip the lookup
+                    wanted[d.account_id].add(d.recipient_id)
                 if d.handoff_id in batch.handoffs:
                     continue
                 handoff = await uow.handoffs.get(d.account_id, d.handoff_id)
