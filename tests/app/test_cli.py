@@ -3,31 +3,13 @@
 from __future__ import annotations
 
 import mailbox
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import jwt
 import pytest
+from tests.support.cli import add_member, handoff
 
 SECRET = "an-operator-secret-of-at-least-32-bytes"
-
-
-def handoff(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("HANDOFF_")}
-    base.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "handoff_app.cli", *args],
-        cwd=cwd,
-        env=base,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def test_demo_exits_0_in_a_fresh_folder_and_leaves_its_mail(tmp_path: Path) -> None:
@@ -52,38 +34,12 @@ def test_demo_refuses_a_folder_that_is_not_empty(tmp_path: Path) -> None:
 
 def test_members_add_list_remove_on_sqlite(tmp_path: Path) -> None:
     env = {"HANDOFF_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'h.db'}"}
-    added = handoff(
-        "members",
-        "add",
-        "--account",
-        "acme",
-        "--id",
-        "eve",
-        "--email",
-        "eve@acme.test",
-        "--name",
-        "Eve",
-        "--role",
-        "engineer",
-        cwd=tmp_path,
-        env=env,
+    added = add_member(
+        "acme", "eve", email="eve@acme.test", name="Eve", role="engineer", cwd=tmp_path, env=env
     )
     assert added.returncode == 0, added.stderr
-    handoff(
-        "members",
-        "add",
-        "--account",
-        "acme",
-        "--id",
-        "vic",
-        "--email",
-        "vic@acme.test",
-        "--name",
-        "Vic",
-        "--role",
-        "viewer",
-        cwd=tmp_path,
-        env=env,
+    add_member(
+        "acme", "vic", email="vic@acme.test", name="Vic", role="viewer", cwd=tmp_path, env=env
     )
     listed = handoff("members", "list", "--account", "acme", cwd=tmp_path, env=env)
     assert listed.returncode == 0
@@ -100,21 +56,8 @@ def test_members_add_list_remove_on_sqlite(tmp_path: Path) -> None:
 
 def test_bad_member_input_is_one_clear_line_and_changes_nothing(tmp_path: Path) -> None:
     env = {"HANDOFF_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'h.db'}"}
-    bad = handoff(
-        "members",
-        "add",
-        "--account",
-        "acme",
-        "--id",
-        "eve",
-        "--email",
-        "nope",
-        "--name",
-        "Eve",
-        "--role",
-        "engineer",
-        cwd=tmp_path,
-        env=env,
+    bad = add_member(
+        "acme", "eve", email="nope", name="Eve", role="engineer", cwd=tmp_path, env=env
     )
     assert bad.returncode == 1
     assert bad.stderr.strip() == "handoff: email: must be an address like name@example.com"

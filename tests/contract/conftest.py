@@ -7,20 +7,15 @@ answers at 127.0.0.1:5432.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import os
 import shutil
-import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import asyncpg
 import pytest
-import sqlalchemy as sa
+from tests.support.databases import delete_all_rows, migrated_database, migrated_sqlite
 
 from handoff_core.model import (
     Channel,
@@ -36,62 +31,19 @@ from handoff_core.model import (
 )
 from handoff_core.ports import UnitOfWorkFactory
 from handoff_memory import MemoryDatabase
-from handoff_sql import SqlDatabase, upgrade
-from handoff_sql.tables import ALL_TABLES
-
-PG_HOST, PG_PORT = "127.0.0.1", 5432
-PG_ADMIN = os.environ.get(
-    "HANDOFF_TEST_PG_ADMIN", f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test"
-)
-T = TypeVar("T")
-
-
-def blocking(make: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine to completion from anywhere, even inside a running loop (a fixture)."""
-
-    async def run() -> T:
-        return await make()
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, run()).result()
-
-
-def postgres_reachable() -> bool:
-    try:
-        with socket.create_connection((PG_HOST, PG_PORT), timeout=1):
-            return True
-    except OSError:
-        return False
+from handoff_sql import SqlDatabase
 
 
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
-    if not postgres_reachable():
-        pytest.skip(f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT}")
-    name = f"handoff_contract_{uuid.uuid4().hex[:12]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(PG_ADMIN)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    blocking(lambda: admin(f'CREATE DATABASE "{name}"'))
-    url = f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/{name}"
-    try:
-        blocking(lambda: upgrade(url))
+    with migrated_database("handoff_contract") as url:
         yield url
-    finally:
-        blocking(lambda: admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated SQLite file, copied for each test: faster than migrating each time."""
-    path = tmp_path_factory.mktemp("template") / "handoff.db"
-    blocking(lambda: upgrade(f"sqlite+aiosqlite:///{path}"))
-    return path
+    return migrated_sqlite(tmp_path_factory.mktemp("template"))
 
 
 BACKENDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -110,9 +62,7 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Un
         database = SqlDatabase(f"sqlite+aiosqlite:///{path}")
     else:
         database = SqlDatabase(request.getfixturevalue("pg_url"), pool_size=10, max_overflow=10)
-        async with database.engine.begin() as conn:
-            for table in ALL_TABLES:  # DELETE beats TRUNCATE on tables this small
-                await conn.execute(sa.delete(table))
+        await delete_all_rows(database)
     await database.start()
     try:
         yield database

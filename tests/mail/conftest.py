@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import email
-import socket
 import ssl
 import subprocess
 import threading
@@ -15,18 +14,11 @@ from email.policy import default as default_policy
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
+from tests.support.net import free_port
+from tests.support.smtp import SilentServer, SmtpServer
 
 from handoff_core.notice import Notice, NoticeBody
 from handoff_mail import SmtpSender, SmtpSettings
-
-
-def free_port() -> int:
-    """A port nothing listens on right now (bound, then let go)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class Sink:
@@ -103,28 +95,11 @@ class Sink:
             return [r for _, rcpts, _ in self.accepted for r in rcpts]
 
 
-class SinkServer:
-    """An aiosmtpd Controller on 127.0.0.1 that can be stopped and started again on its port.
-
-    Extra keyword arguments go to the Controller (`ssl_context`, `tls_context`, `authenticator`,
-    ...), so the same sink can speak implicit TLS, STARTTLS or AUTH."""
+class SinkServer(SmtpServer[Sink]):
+    """A Sink on 127.0.0.1; Controller options (TLS, AUTH) as keyword arguments."""
 
     def __init__(self, port: int | None = None, **controller: Any) -> None:
-        self.port = port or free_port()
-        self.sink = Sink()
-        self._options = controller
-        self._controller: Controller | None = None
-
-    def start(self) -> None:
-        self._controller = Controller(
-            self.sink, hostname="127.0.0.1", port=self.port, **self._options
-        )
-        self._controller.start()
-
-    def stop(self) -> None:
-        if self._controller is not None:
-            self._controller.stop()
-            self._controller = None
+        super().__init__(Sink(), port, **controller)
 
 
 @pytest.fixture
@@ -192,59 +167,16 @@ def sink(smtp_server: SinkServer) -> Sink:
     return smtp_server.sink
 
 
-class SilentServer:
-    """Accepts TCP connections and then says nothing (or, with `greet`, answers the greeting and
-    EHLO and then nothing more): the SMTP server that hangs."""
-
-    def __init__(self, *, greet: bool = False) -> None:
-        self.greet = greet
-        self.port = 0
-        self.connections = 0
-        self._server: asyncio.Server | None = None
-        self._writers: list[asyncio.StreamWriter] = []
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        self._writers.append(writer)
-        if self.greet:
-            writer.write(b"220 silent.test ESMTP\r\n")
-            line = await reader.readline()
-            if line.upper().startswith((b"EHLO", b"HELO")):
-                writer.write(b"250 silent.test\r\n")
-        while await reader.read(4096):  # read until the client gives up, never answer
-            pass
-        writer.close()
-
-    async def stop(self) -> None:
-        for writer in self._writers:
-            writer.close()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-
 @pytest.fixture
 async def silent_server() -> AsyncIterator[SilentServer]:
-    server = SilentServer()
-    await server.start()
-    try:
+    async with SilentServer() as server:
         yield server
-    finally:
-        await server.stop()
 
 
 @pytest.fixture
 async def greeting_then_silent_server() -> AsyncIterator[SilentServer]:
-    server = SilentServer(greet=True)
-    await server.start()
-    try:
+    async with SilentServer(greet=True) as server:
         yield server
-    finally:
-        await server.stop()
 
 
 BODY = NoticeBody(

@@ -157,8 +157,9 @@ class World:
             return {AlreadyClaimed}
         return set() if h.status is HandoffStatus.OPEN else {InvalidTransition}
 
-    def expect_claim(self, handoff_id: str, actor: str) -> Refusals:
-        h = self.handoffs[handoff_id]
+    def _on_escalation(self, h: ModelHandoff, actor: str, barred: bool) -> Refusals:
+        """Claim and withdraw: a current senior member, on an escalation (not a park) still open;
+        `barred` is the one rule that differs, who of them may not."""
         if not self.current(h.account, actor):
             return {Forbidden}
         refusals: Refusals = set()
@@ -166,22 +167,18 @@ class World:
             refusals.add(Forbidden)
         if h.intent is Intent.PARK:
             return refusals | {InvalidTransition}
-        if actor == h.created_by:
+        if barred:
             refusals.add(Forbidden)
         return refusals | self._closed(h)
 
+    def expect_claim(self, handoff_id: str, actor: str) -> Refusals:
+        h = self.handoffs[handoff_id]
+        return self._on_escalation(h, actor, barred=actor == h.created_by)
+
     def expect_withdraw(self, handoff_id: str, actor: str) -> Refusals:
         h = self.handoffs[handoff_id]
-        if not self.current(h.account, actor):
-            return {Forbidden}
-        refusals: Refusals = set()
-        if not self.can_act(h.account, actor):
-            refusals.add(Forbidden)
-        if h.intent is Intent.PARK:
-            return refusals | {InvalidTransition}
-        if actor != h.created_by and not self.manager(h.account, actor):
-            refusals.add(Forbidden)
-        return refusals | self._closed(h)
+        barred = actor != h.created_by and not self.manager(h.account, actor)
+        return self._on_escalation(h, actor, barred)
 
     def expect_elsewhere(self, account: str, actor: str) -> Refusals:
         """Another account's object, asked for by `actor` of `account`: it does not exist."""

@@ -1,22 +1,13 @@
+"""The PostgreSQL the LISTEN/NOTIFY tests publish through: the server's `test` database (they
+write no rows); skipped, with the reason, only when nothing answers at 127.0.0.1:5432."""
+
 from __future__ import annotations
 
-import socket
-
 import pytest
-
-PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-
-
-def _pg_up() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            return True
-    except OSError:
-        return False
+from tests.support.databases import postgres_url, require_postgres
 
 
 @pytest.fixture
 def pg_url() -> str:
-    if not _pg_up():
-        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
-    return PG_URL
+    require_postgres()
+    return postgres_url("test")

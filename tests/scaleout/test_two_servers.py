@@ -7,122 +7,57 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
+from tests.support.cli import HANDOFF, add_member, environment, handoff
+from tests.support.databases import fresh_database
+from tests.support.net import free_port
 
 from handoff_app.http import mint_token
 from handoff_app.settings import Settings
 
 pytestmark = pytest.mark.postgres
 
-PG_ADMIN = os.environ.get("HANDOFF_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 SECRET = "two-servers-share-this-secret-of-32-bytes"
 WAIT = 20.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN, timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture
 async def pg_url() -> AsyncIterator[str]:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            pass
-    except OSError:
-        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
-    name = f"handoff_scaleout_{uuid.uuid4().hex[:12]}"
-    await _admin(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "handoff_app.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    async with fresh_database("handoff_scaleout") as url:
+        yield url
 
 
 @pytest.fixture
 def env(pg_url: str, tmp_path: Path) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("HANDOFF_")}
-    base.update(
-        {
-            "HANDOFF_DATABASE_URL": pg_url,
-            "HANDOFF_JWT_SECRET": SECRET,
-            "HANDOFF_MAILDIR": str(tmp_path / "mail"),
-            "HANDOFF_WORKER_POLL_SECONDS": "0.2",
-        }
-    )
-    done = _cli("db", "upgrade", env=base, cwd=tmp_path)
+    """The settings both servers share, over a migrated database with two accounts' members."""
+    settings = {
+        "HANDOFF_DATABASE_URL": pg_url,
+        "HANDOFF_JWT_SECRET": SECRET,
+        "HANDOFF_MAILDIR": str(tmp_path / "mail"),
+        "HANDOFF_WORKER_POLL_SECONDS": "0.2",
+    }
+    done = handoff("db", "upgrade", env=settings, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    for member, role in [("eve", "engineer"), ("sam", "engineer"), ("ada", "admin")]:
-        done = _cli(
-            "members",
-            "add",
-            "--account",
-            "acme",
-            "--id",
-            member,
-            "--email",
-            f"{member}@acme.test",
-            "--name",
-            member.title(),
-            "--role",
-            role,
-            env=base,
-            cwd=tmp_path,
+    members = [
+        ("acme", "eve", "eve@acme.test", "Eve", "engineer"),
+        ("acme", "sam", "sam@acme.test", "Sam", "engineer"),
+        ("acme", "ada", "ada@acme.test", "Ada", "admin"),
+        ("other", "zed", "zed@o.test", "Zed", "owner"),
+    ]
+    for account, member, email, name, role in members:
+        done = add_member(
+            account, member, email=email, name=name, role=role, env=settings, cwd=tmp_path
         )
         assert done.returncode == 0, done.stderr
-    done = _cli(
-        "members",
-        "add",
-        "--account",
-        "other",
-        "--id",
-        "zed",
-        "--email",
-        "zed@o.test",
-        "--name",
-        "Zed",
-        "--role",
-        "owner",
-        env=base,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr
-    return base
+    return settings
 
 
 @pytest.fixture
@@ -131,11 +66,11 @@ def servers(env: dict[str, str], tmp_path: Path) -> Iterator[list[str]]:
     urls = []
     try:
         for _ in range(2):
-            port = _free_port()
+            port = free_port()
             procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "handoff_app.cli", "serve", "--port", str(port)],
-                    env=env,
+                    [*HANDOFF, "serve", "--port", str(port)],
+                    env=environment(env),
                     cwd=tmp_path,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.PIPE,

@@ -4,14 +4,16 @@ half written."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import sqlite3
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from tests.support.net import free_port
 
 from handoff_core import HandoffService, MemberService, StorageUnavailable
 from handoff_core.model import EscalationPolicy, EventType, Handoff, Intent, TimelineEvent
@@ -19,16 +21,9 @@ from handoff_memory import ManualClock
 from handoff_sql import SqlDatabase
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.mark.postgres
 async def test_a_postgres_port_with_nothing_listening(pg_url: str) -> None:
-    port = _free_port()
+    port = free_port()
     db = SqlDatabase(f"postgresql+asyncpg://postgres:s3cret@127.0.0.1:{port}/handoff")
     try:
         with pytest.raises(StorageUnavailable) as failed:
@@ -143,26 +138,34 @@ def _hold_write_lock(path: str, release: threading.Event, holding: threading.Eve
         conn.close()
 
 
+@asynccontextmanager
+async def _write_lock_held(sqlite_url: str) -> AsyncIterator[threading.Event]:
+    """The file's write lock is held by another writer for the block, or until the event the
+    block gets is set."""
+    path = sqlite_url.removeprefix("sqlite+aiosqlite:///")
+    release, holding = threading.Event(), threading.Event()
+    holder = threading.Thread(target=_hold_write_lock, args=(path, release, holding))
+    holder.start()
+    try:
+        assert await asyncio.to_thread(holding.wait, 5)
+        yield release
+    finally:
+        release.set()
+        await asyncio.to_thread(holder.join)
+
+
 async def test_sqlite_busy_past_the_timeout_is_unavailable_and_writes_nothing(
     sqlite_url: str,
 ) -> None:
     db = SqlDatabase(sqlite_url)
     session, _ = await _setup(db)
     await db.close()
-    path = sqlite_url.removeprefix("sqlite+aiosqlite:///")
     impatient = SqlDatabase(sqlite_url + "?busy_timeout=0.2")
-    release, holding = threading.Event(), threading.Event()
-    holder = threading.Thread(target=_hold_write_lock, args=(path, release, holding))
-    holder.start()
-    try:
-        assert await asyncio.to_thread(holding.wait, 5)
+    async with _write_lock_held(sqlite_url):
         with pytest.raises(StorageUnavailable) as failed:
             async with impatient() as uow:
                 await _half_an_escalation(uow, session)
                 await uow.commit()
-    finally:
-        release.set()
-        await asyncio.to_thread(holder.join)
     assert "database is locked" in failed.value.detail
     await _nothing_half_written(impatient, session)
     await impatient.close()
@@ -171,19 +174,11 @@ async def test_sqlite_busy_past_the_timeout_is_unavailable_and_writes_nothing(
 async def test_sqlite_writers_wait_for_the_lock_instead_of_failing(sqlite_url: str) -> None:
     db = SqlDatabase(sqlite_url)
     session, _ = await _setup(db)
-    path = sqlite_url.removeprefix("sqlite+aiosqlite:///")
-    release, holding = threading.Event(), threading.Event()
-    holder = threading.Thread(target=_hold_write_lock, args=(path, release, holding))
-    holder.start()
-    try:
-        assert await asyncio.to_thread(holding.wait, 5)
+    async with _write_lock_held(sqlite_url) as release:
         asyncio.get_running_loop().call_later(0.3, release.set)
         async with db() as uow:
             await _half_an_escalation(uow, session)
             await uow.commit()
-    finally:
-        release.set()
-        await asyncio.to_thread(holder.join)
     async with db() as uow:
         assert await uow.handoffs.get("acme", "h1") is not None
     await db.close()

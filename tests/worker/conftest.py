@@ -5,74 +5,21 @@ stopped at the end."""
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import os
-import socket
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
 
-import asyncpg
 import pytest
-import sqlalchemy as sa
+from tests.support.databases import empty, migrated_database
 from tests.worker.harness import SinkServer, Store, WorkerProcess
 
-from handoff_sql import SqlDatabase, ensure_schema, upgrade
-from handoff_sql.tables import ALL_TABLES
-
-PG_HOST, PG_PORT = "127.0.0.1", 5432
-PG_ADMIN = os.environ.get(
-    "HANDOFF_TEST_PG_ADMIN", f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test"
-)
-T = TypeVar("T")
-
-
-def _blocking(make: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine to completion from a synchronous (module-scoped) fixture."""
-
-    async def run() -> T:
-        return await make()
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, run()).result(timeout=60)
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN, timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+from handoff_sql import ensure_schema
 
 
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
     """A migrated PostgreSQL database of this test module's own."""
-    try:
-        with socket.create_connection((PG_HOST, PG_PORT), timeout=1):
-            pass
-    except OSError:
-        pytest.skip(f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT}")
-    name = f"handoff_worker_{uuid.uuid4().hex[:12]}"
-    _blocking(lambda: _admin(f'CREATE DATABASE "{name}"'))
-    url = f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/{name}"
-    try:
-        _blocking(lambda: upgrade(url))
+    with migrated_database("handoff_worker") as url:
         yield url
-    finally:
-        _blocking(lambda: _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-async def _empty(url: str) -> None:
-    db = SqlDatabase(url)
-    try:
-        async with db.engine.begin() as conn:
-            for table in ALL_TABLES:
-                await conn.execute(sa.delete(table))
-    finally:
-        await db.close()
 
 
 @pytest.fixture(params=[pytest.param("postgres", marks=pytest.mark.postgres), "sqlite"])
@@ -83,14 +30,14 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         await ensure_schema(url)
         return url
     url = str(request.getfixturevalue("pg_url"))
-    await _empty(url)
+    await empty(url)
     return url
 
 
 @pytest.fixture
 async def postgres_url(pg_url: str) -> str:
     """This module's PostgreSQL database, emptied for the test."""
-    await _empty(pg_url)
+    await empty(pg_url)
     return pg_url
 
 

@@ -1,6 +1,6 @@
-"""What the worker fault tests run against: a counting SMTP sink that can be slow, a server that
-never answers, real `handoff worker` processes, an outbox seeded through the library, and a
-read-only view of the outbox rows."""
+"""What the worker fault tests run against: a counting SMTP sink that can be slow, real `handoff
+worker` processes, an outbox seeded through the library, and a read-only view of the outbox rows.
+(The server that never answers is tests.support.smtp.SilentServer.)"""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ import contextlib
 import inspect
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -21,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from aiosmtpd.controller import Controller
 from attrs import frozen
+from tests.support.cli import HANDOFF, environment
+from tests.support.smtp import SmtpServer
 
 from handoff_app.container import SystemClock, build_services
 from handoff_app.settings import Settings
@@ -33,14 +32,6 @@ from handoff_sql.tables import deliveries, sessions
 
 ACCOUNT = "acme"
 ESCALATOR = "esc"
-
-
-def free_port() -> int:
-    """A port nothing listens on right now (bound, then let go)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def eventually(
@@ -107,54 +98,11 @@ class CountingSink:
             return Counter(sender for sender, _ in self._accepted)
 
 
-class SinkServer:
-    """A CountingSink behind an aiosmtpd Controller on 127.0.0.1, startable on a chosen port."""
+class SinkServer(SmtpServer[CountingSink]):
+    """A CountingSink on 127.0.0.1, startable on a chosen port."""
 
     def __init__(self, port: int | None = None, delay: float = 0.0) -> None:
-        self.port = port or free_port()
-        self.sink = CountingSink(delay)
-        self._controller: Controller | None = None
-
-    @property
-    def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self._controller = Controller(self.sink, hostname="127.0.0.1", port=self.port)
-        self._controller.start()
-
-    def stop(self) -> None:
-        if self._controller is not None:
-            controller, self._controller = self._controller, None
-            controller.stop()
-
-
-class SilentServer:
-    """Accepts TCP connections and never says a word: the SMTP server that hangs."""
-
-    def __init__(self) -> None:
-        self.port = 0
-        self.connections = 0
-        self._server: asyncio.Server | None = None
-        self._writers: list[asyncio.StreamWriter] = []
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        self._writers.append(writer)
-        while await reader.read(4096):
-            pass
-        writer.close()
-
-    async def stop(self) -> None:
-        for writer in self._writers:
-            writer.close()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        super().__init__(CountingSink(delay), port)
 
 
 # --- worker processes ------------------------------------------------------------------------
@@ -165,11 +113,10 @@ class WorkerProcess:
 
     def __init__(self, folder: Path, env: Mapping[str, str], name: str) -> None:
         self.log = folder / f"{name}.log"
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("HANDOFF_")}
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "handoff_app.cli", "worker"],
-                env={**clean, **env},
+                [*HANDOFF, "worker"],
+                env=environment(env),
                 cwd=folder,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -346,14 +293,12 @@ __all__ = [
     "ESCALATOR",
     "CountingSink",
     "OutboxRow",
-    "SilentServer",
     "SinkServer",
     "Store",
     "WorkerProcess",
     "add_team",
     "escalate",
     "eventually",
-    "free_port",
     "seed_outbox",
     "worker_env",
     "worker_in_process",

@@ -5,13 +5,15 @@ the outbox; when SMTP is back each one goes out exactly once (SPEC §5, Durable 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from tests.worker.harness import SilentServer, SinkServer, Store, add_team, eventually, free_port
+from tests.support.net import free_port
+from tests.support.smtp import SilentServer
+from tests.worker.harness import SinkServer, Store, add_team, eventually
 from tests.worker.served import deliveries, escalate, serving, settings_for
 
 from handoff_sql import ensure_schema
@@ -33,6 +35,20 @@ async def listed(client: httpx.AsyncClient, handoff_id: str) -> list[dict[str, A
     return found
 
 
+def pending_until(
+    client: httpx.AsyncClient, handoff_id: str, done: Callable[[dict[str, Any]], object]
+) -> Callable[[], Awaitable[bool]]:
+    """A check for `eventually`: every delivery must stay pending (anything else fails at once)
+    until `done` holds for each of them."""
+
+    async def check() -> bool:
+        found = await listed(client, handoff_id)
+        assert all(d["status"] == "pending" for d in found), found
+        return all(done(d) for d in found)
+
+    return check
+
+
 async def test_smtp_down_then_back_every_delivery_goes_out_exactly_once(
     database: str,
     tmp_path: Path,
@@ -43,13 +59,10 @@ async def test_smtp_down_then_back_every_delivery_goes_out_exactly_once(
     settings = settings_for(database, f"smtp://127.0.0.1:{port}?timeout=30", tmp_path)
     async with serving(settings) as client:
         handoff_id = await escalate(client)
-
-        async def waiting_with_a_reason() -> bool:
-            found = await listed(client, handoff_id)
-            assert all(d["status"] == "pending" for d in found), found
-            return all(d["attempts"] >= 1 and d["last_error"] for d in found)
-
-        await eventually(waiting_with_a_reason, timeout=10, every=0.05, what="sends refused")
+        refused = pending_until(
+            client, handoff_id, lambda d: d["attempts"] >= 1 and d["last_error"]
+        )
+        await eventually(refused, timeout=10, every=0.05, what="sends refused")
         server = start_sink(port=port)
 
         async def all_sent() -> bool:
@@ -64,9 +77,7 @@ async def test_smtp_down_then_back_every_delivery_goes_out_exactly_once(
 async def test_smtp_hanging_the_request_still_answers_at_once(
     database: str, tmp_path: Path
 ) -> None:
-    silent = SilentServer()
-    await silent.start()
-    try:
+    async with SilentServer() as silent:
         settings = settings_for(database, f"smtp://127.0.0.1:{silent.port}?timeout=30", tmp_path)
         async with serving(settings) as client:
             handoff_id = await escalate(client)
@@ -75,33 +86,19 @@ async def test_smtp_hanging_the_request_still_answers_at_once(
             found = await listed(client, handoff_id)
             assert all(d["status"] == "pending" and d["attempts"] == 0 for d in found), found
             await silent.stop()  # the server goes away: the hanging connections drop
-
-            async def deferred() -> bool:
-                found = await listed(client, handoff_id)
-                assert all(d["status"] == "pending" for d in found), found
-                return all(d["last_error"] for d in found)
-
+            deferred = pending_until(client, handoff_id, lambda d: d["last_error"])
             await eventually(deferred, timeout=10, every=0.05, what="the drop recorded")
-    finally:
-        await silent.stop()
 
 
 async def test_smtp_hanging_the_send_times_out_later_and_the_deliveries_wait(
     database: str, tmp_path: Path
 ) -> None:
-    silent = SilentServer()
-    await silent.start()
-    try:
+    async with SilentServer() as silent:
         settings = settings_for(database, f"smtp://127.0.0.1:{silent.port}?timeout=1", tmp_path)
         async with serving(settings) as client:
             handoff_id = await escalate(client)
-
-            async def timed_out() -> bool:
-                found = await listed(client, handoff_id)
-                assert all(d["status"] == "pending" for d in found), found
-                return all("timed out" in (d["last_error"] or "").lower() for d in found)
-
+            timed_out = pending_until(
+                client, handoff_id, lambda d: "timed out" in (d["last_error"] or "").lower()
+            )
             await eventually(timed_out, timeout=10, every=0.05, what="the sends timed out")
         assert silent.connections >= 1
-    finally:
-        await silent.stop()
