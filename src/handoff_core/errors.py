@@ -25,6 +25,12 @@ class Forbidden(HandoffError):
     code = "forbidden"
 
 
+class NotAMember(Forbidden):
+    """The acting member is unknown, inactive or removed in the account: not let in at all."""
+
+    code = "not_a_member"
+
+
 class Conflict(HandoffError):
     """The state of things does not allow this now."""
 

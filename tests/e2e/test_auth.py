@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import jwt
 import pytest
+from fastapi import FastAPI
 from tests.e2e.people import API, SECRET, bearer
 
 from handoff_app.http import create_app, mint_token, read_token
@@ -120,3 +123,85 @@ def test_minted_tokens_read_back(settings: Settings) -> None:
 def test_the_api_refuses_to_start_without_a_secret(tmp_path: object) -> None:
     with pytest.raises(SettingsError, match="HANDOFF_JWT_SECRET"):
         create_app(Settings(database_url="memory://", jwt_secret=None))
+
+
+def _operations(app: FastAPI) -> list[tuple[str, str, bool]]:
+    """(method, concrete path, takes a body) of every route that wants a token."""
+    found = []
+    for path, item in app.openapi()["paths"].items():
+        if not path.startswith(API):
+            continue
+        for method, operation in item.items():
+            found.append((method, re.sub(r"\{[^}]+\}", "x", path), "requestBody" in operation))
+    return found
+
+
+@pytest.mark.parametrize(
+    "member_id", ["dora", "ivan", "nobody", "gus"], ids=["deleted", "inactive", "unknown", "other"]
+)
+async def test_every_route_refuses_a_member_not_current_with_401(
+    client: httpx.AsyncClient, app: FastAPI, settings: Settings, member_id: str
+) -> None:
+    """Each route's use case checks the member, and an invalid request never reaches one: a
+    valid token of someone not current is 401 either way, never 404, 422 or 403."""
+    headers = bearer(settings, "acme", member_id)
+    operations = _operations(app)
+    assert len(operations) >= 17
+    for method, path, takes_body in operations:
+        bodies: list[object] = (
+            [{}, {"problem_summary": "fine", "intent": "park"}] if takes_body else [None]
+        )
+        for body in bodies:
+            r = await client.request(method, path, headers=headers, json=body)
+            assert r.status_code == 401, f"{method.upper()} {path} {body}: {r.status_code}"
+            assert r.json()["error"] == "unauthorized"
+            assert r.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs"),
+    [
+        ("GET", "/analytics/escalations", {"params": {"since": "yesterday"}}),
+        ("GET", "/escalations", {"params": {"status": "lost"}}),
+        ("GET", "/handoffs/not an id", {}),
+        (
+            "POST",
+            "/ai-sessions",
+            {"content": b"{not json", "headers": {"content-type": "application/json"}},
+        ),
+        ("POST", "/ai-sessions/x/handoff", {"json": {"intent": "abandon"}}),
+    ],
+    ids=["bad-query", "bad-filter", "bad-path", "bad-json", "bad-intent"],
+)
+async def test_an_invalid_request_is_422_for_a_member_and_401_for_a_former_one(
+    client: httpx.AsyncClient, settings: Settings, method: str, path: str, kwargs: dict[str, Any]
+) -> None:
+    extra = dict(kwargs.pop("headers", {}))
+    member = await client.request(
+        method, f"{API}{path}", headers={**extra, **bearer(settings, "acme", "olga")}, **kwargs
+    )
+    assert member.status_code == 422, member.text
+    former = await client.request(
+        method, f"{API}{path}", headers={**extra, **bearer(settings, "acme", "dora")}, **kwargs
+    )
+    assert (former.status_code, former.json()["error"]) == (401, "unauthorized")
+
+
+async def test_a_member_removed_after_their_token_was_made_cannot_claim(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    erin, eve, adam = (bearer(settings, "acme", m) for m in ("erin", "eve", "adam"))
+    started = await client.post(f"{API}/ai-sessions", headers=erin, json={"problem_summary": "x"})
+    escalated = await client.post(
+        f"{API}/ai-sessions/{started.json()['id']}/handoff",
+        headers=erin,
+        json={"intent": "escalate"},
+    )
+    handoff = f"{API}/handoffs/{escalated.json()['id']}"
+    assert (await client.delete(f"{API}/members/eve", headers=adam)).status_code == 204
+
+    refused = await client.post(f"{handoff}/claim", headers=eve)
+
+    assert (refused.status_code, refused.json()["error"]) == (401, "unauthorized")
+    assert (await client.get(handoff, headers=adam)).json()["status"] == "open"
+    assert (await client.post(f"{handoff}/claim", headers=adam)).json()["claimed_by"] == "adam"

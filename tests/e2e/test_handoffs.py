@@ -65,6 +65,33 @@ async def test_the_escalator_and_viewers_may_not_claim(api: Api, who: tuple[str,
     assert (await api.call("GET", f"/handoffs/{handoff_id}", VIC)).json()["status"] == "open"
 
 
+async def test_the_escalator_racing_the_claimers_is_refused_and_one_other_wins(api: Api) -> None:
+    session_id, handoff_id = await api.escalate(ERIN)
+    racers = (ERIN, EVE, ADAM, OLGA, ERIN)
+    answers = await asyncio.gather(
+        *(api.call("POST", f"/handoffs/{handoff_id}/claim", who) for who in racers)
+    )
+    assert [answers[0].status_code, answers[-1].status_code] == [403, 403]
+    others = answers[1:-1]
+    assert sorted(a.status_code for a in others) == [200, 409, 409]
+    winner = next(a.json()["claimed_by"] for a in others if a.status_code == 200)
+    assert winner in {"eve", "adam", "olga"}
+    assert all(a.json()["claimed_by"] == winner for a in others if a.status_code == 409)
+    assert (await api.call("GET", f"/handoffs/{handoff_id}", VIC)).json()["claimed_by"] == winner
+    session = (await api.call("GET", f"/ai-sessions/{session_id}", VIC)).json()
+    assert session["assignee_id"] == winner
+    timeline = (await api.call("GET", f"/ai-sessions/{session_id}/timeline", VIC)).json()
+    claims = [e["actor_id"] for e in timeline if e["type"] == "escalation.claimed"]
+    assert claims == [winner]
+
+
+async def test_another_accounts_escalation_cannot_be_claimed(api: Api) -> None:
+    _, handoff_id = await api.escalate(ERIN)
+    r = await api.call("POST", f"/handoffs/{handoff_id}/claim", ("globex", "gwen"))
+    assert (r.status_code, r.json()["error"]) == (404, "not_found")
+    assert (await api.call("GET", f"/handoffs/{handoff_id}", VIC)).json()["status"] == "open"
+
+
 async def test_a_park_or_a_closed_escalation_cannot_be_claimed(api: Api) -> None:
     session_id = await api.session(ERIN)
     park = await api.call(

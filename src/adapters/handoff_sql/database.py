@@ -170,10 +170,17 @@ def _single(name: str, value: str | tuple[str, ...]) -> str:
     return value
 
 
+POSTGRES_POOL_DEFAULTS = {"pool_size": 15, "max_overflow": 5}
+
+
 def build_engine(target: DatabaseUrl, **options: Any) -> AsyncEngine:
     """An engine for `target`; `options` (pool sizes and the like) win over the URL's."""
     settings = {**target.pool, **options}
     if not target.is_sqlite:
+        # Keep the connections a burst needs: SQLAlchemy's default (5 kept, 10 more opened and
+        # closed again on return) made every burst of claims open ~10 new backends.
+        if "poolclass" not in settings:
+            settings = {**POSTGRES_POOL_DEFAULTS, **settings}
         connect_args = {
             "timeout": target.connect_timeout,
             "server_settings": {"application_name": "handoff"},

@@ -185,6 +185,18 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+def _loop_factory(command: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """`serve` awaits uvicorn inside this process's own loop, where uvicorn's own choice of loop
+    never applies: so make that loop the one uvicorn would pick (uvloop, when installed)."""
+    if command != "serve":
+        return None
+    import uvicorn
+
+    config = uvicorn.Config("handoff_app.serve:app_from_env", log_config=None)  # never loaded
+    pick = getattr(config, "get_loop_factory", None)
+    return pick() if pick is not None else None  # an older uvicorn: the default loop
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -198,7 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         settings = Settings.from_env() if args.command != "demo" else Settings()
-        return asyncio.run(COMMANDS[args.command](args, settings))
+        with asyncio.Runner(loop_factory=_loop_factory(args.command)) as runner:
+            return runner.run(COMMANDS[args.command](args, settings))
     except SettingsError as exc:
         print(f"handoff: {exc}", file=sys.stderr)
         return 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from handoff_core.errors import Forbidden, NotFound
+from handoff_core.errors import NotAMember, NotFound
 from handoff_core.model import Handoff, Member, Session, TimelineEvent
 from handoff_core.ports import Announcer, UnitOfWork
 
@@ -20,10 +20,14 @@ class SilentAnnouncer:
 
 
 async def acting_member(uow: UnitOfWork, account_id: str, actor_id: str) -> Member:
-    """The member doing this, who must be current in the account (viewers included)."""
+    """The member doing this, who must be current in the account (viewers included).
+
+    Read in the use case's own unit of work, so a member removed a moment ago is refused here
+    whatever an earlier check saw; the HTTP API relies on this as its member check.
+    """
     actor = await uow.members.get(account_id, actor_id)
     if actor is None or not actor.is_current:
-        raise Forbidden(f"{actor_id} is not an active member of this account")
+        raise NotAMember(f"{actor_id} is not an active member of this account")
     return actor
 
 

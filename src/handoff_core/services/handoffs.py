@@ -6,6 +6,8 @@ import hashlib
 import json
 from typing import Any
 
+import attrs
+
 from handoff_core.errors import (
     AlreadyClaimed,
     Conflict,
@@ -98,6 +100,18 @@ class HandoffService:
                 "presence lookup failed; emailing everyone", extra={"account_id": account_id}
             )
             return frozenset()
+
+    async def _online_eligible(self, account_id: str, actor_id: str) -> frozenset[str]:
+        """Who an escalation would reach that has a live stream, asked before its unit of work:
+        from inside it, presence (its own read) would take a second pooled connection while the
+        first is held, and a full pool would wait on itself. The unit of work still decides who
+        is reached; anyone eligible only since then is emailed."""
+        if isinstance(self._presence, NobodyOnline):
+            return frozenset()
+        async with self._uow() as uow:
+            policy = await uow.policies.get(account_id) or EscalationPolicy()
+            eligible = await uow.members.eligible(account_id, policy.roles)
+        return await self._online(account_id, [m.id for m in eligible if m.id != actor_id])
 
     async def _commit(self, uow: UnitOfWork, events: list[TimelineEvent]) -> list[TimelineEvent]:
         stored = [await uow.timeline.add(e) for e in events]
@@ -246,6 +260,8 @@ class HandoffService:
         fingerprint: str,
     ) -> Handoff:
         now = self._clock.now()
+        escalating = intent is Intent.ESCALATE
+        online = await self._online_eligible(account_id, actor_id) if escalating else frozenset()
         async with self._uow() as uow:
             actor = await acting_member(uow, account_id, actor_id)
             if key is not None:
@@ -269,9 +285,6 @@ class HandoffService:
                     actor, handoff_id=handoff_id, notes=notes, policy=policy, now=now
                 )
                 candidates = await uow.members.eligible(account_id, policy.roles)
-                online = await self._online(
-                    account_id, [m.id for m in candidates if m.id != actor.id]
-                )
                 deliveries = plan(handoff, candidates, online, policy, now, self._make_id)
                 event = _event(
                     EventType.SESSION_ESCALATED,
@@ -312,16 +325,31 @@ class HandoffService:
             return session
 
     async def claim(self, account_id: str, actor_id: str, handoff_id: str) -> Handoff:
-        """Exactly one of any number of concurrent claimers wins; the others learn who did."""
+        """Exactly one of any number of concurrent claimers wins; the others learn who did.
+
+        The conditional write comes first, so a loser (most claimers, in a race) costs a write
+        that matches nothing and a read that says why. The write matches only an open escalation
+        of the account; whether this member may claim it is then checked on what it was, and a
+        refused claim rolls back with the unit of work. Viewers never write.
+        """
         now = self._clock.now()
         async with self._uow() as uow:
             actor = await acting_member(uow, account_id, actor_id)
-            handoff = await existing_handoff(uow, account_id, handoff_id)
-            handoff.check_claim(actor)
-            if not await uow.handoffs.claim(account_id, handoff_id, actor.id, now):
-                current = await existing_handoff(uow, account_id, handoff_id)
-                current.require_open("claim")  # raises AlreadyClaimed or InvalidTransition
+            claims = uow.handoffs.claim
+            won = actor.is_senior and await claims(account_id, handoff_id, actor.id, now)
+            current = await existing_handoff(uow, account_id, handoff_id)
+            if not won:
+                current.check_claim(actor)  # a viewer, a park, the escalator, closed, or taken
                 raise AlreadyClaimed(current.claimed_by or "someone else")
+            # The open escalation the write started from, claimed by the model's own rules (the
+            # escalator is refused here, and the write with them).
+            handoff = attrs.evolve(
+                current,
+                status=HandoffStatus.OPEN,
+                claimed_by=None,
+                claimed_at=None,
+                closed_at=None,
+            )
             handoff.claim(actor, now)
             session = await existing_session(uow, account_id, handoff.session_id)
             session.hand_to(actor, now)

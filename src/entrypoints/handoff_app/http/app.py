@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 from handoff_app.container import Services
 from handoff_app.http import errors
+from handoff_app.http.auth import stranger_refusal
 from handoff_app.http.lifecycle import ServiceSlot, get_services, handoff_lifespan
 from handoff_app.http.limits import BodyLimit
 from handoff_app.http.logs import redact_access_log
@@ -84,7 +85,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.handoff = ServiceSlot(settings, services)
-    errors.install(app)
+    errors.install(app, vet_invalid=stranger_refusal)
     app.add_middleware(BodyLimit, limit=settings.body_limit_bytes)
     app.include_router(_probes())
     for router in (members_router, sessions_router, handoffs_router, stream_router):

@@ -2,6 +2,11 @@
 
 The token says `sub` (member id) and `account_id`; the member must still exist, be active and not
 removed in that account, or the caller is not let in at all (401, never a hint which it was).
+
+Routes that run a use case check only the token here: the use case reads the member in its own
+unit of work and refuses one that is not current (`NotAMember`, answered 401), so the member is
+read once per request and the check and the action see the same row. The stream runs no use case
+and reads the member here.
 """
 
 from __future__ import annotations
@@ -12,15 +17,15 @@ from typing import Annotated, TypeGuard
 
 import jwt
 from attrs import frozen
-from fastapi import Depends, Security
+from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 
 from handoff_app.container import Services
-from handoff_app.http.errors import unauthorized
+from handoff_app.http.errors import ApiRefusal, not_a_member, unauthorized
 from handoff_app.http.lifecycle import get_services, get_settings
 from handoff_app.http.schemas import ID_PATTERN
 from handoff_app.settings import Settings, SettingsError
-from handoff_core.errors import Forbidden
+from handoff_core.errors import Forbidden, HandoffError
 from handoff_core.model import ID_MAX, Member
 
 ALGORITHM = "HS256"
@@ -87,39 +92,36 @@ def _is_id(value: object) -> TypeGuard[str]:
 
 @frozen
 class Caller:
-    """The authenticated member making this request."""
+    """The account and member a valid token names, not yet checked against the store: the use
+    case the route runs does that, in its own unit of work."""
+
+    account_id: str
+    member_id: str
+
+
+@frozen
+class StreamCaller(Caller):
+    """A caller whose member was read and found current (the stream runs no use case)."""
 
     member: Member
-
-    @property
-    def account_id(self) -> str:
-        return self.member.account_id
-
-    @property
-    def member_id(self) -> str:
-        return self.member.id
 
     def require_senior(self) -> None:
         if not self.member.is_senior:
             raise Forbidden(f"member {self.member_id} is a viewer; only seniors may do this")
 
 
-async def _caller_of(settings: Settings, services: Services, token: str | None) -> Caller:
+def _token_caller(settings: Settings, token: str | None) -> Caller:
     if not token:
         raise unauthorized("a bearer token is required")
     account_id, member_id = read_token(settings, token)
-    member = await services.members.get(account_id, member_id)
-    if member is None or not member.is_current:
-        raise unauthorized("the token's member is unknown, inactive or removed")
-    return Caller(member)
+    return Caller(account_id, member_id)
 
 
 async def current_caller(
     settings: Annotated[Settings, Depends(get_settings)],
-    services: Annotated[Services, Depends(get_services)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
 ) -> Caller:
-    return await _caller_of(settings, services, credentials.credentials if credentials else None)
+    return _token_caller(settings, credentials.credentials if credentials else None)
 
 
 async def stream_caller(
@@ -127,13 +129,32 @@ async def stream_caller(
     services: Annotated[Services, Depends(get_services)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
     access_token: Annotated[str | None, Security(query_token)],
-) -> Caller:
+) -> StreamCaller:
     """The stream alone also takes `?access_token=` (the access log redacts it)."""
-    token = credentials.credentials if credentials else access_token
-    return await _caller_of(settings, services, token)
+    caller = _token_caller(settings, credentials.credentials if credentials else access_token)
+    member = await services.members.get(caller.account_id, caller.member_id)
+    if member is None or not member.is_current:
+        raise not_a_member()
+    return StreamCaller(caller.account_id, caller.member_id, member)
+
+
+async def stranger_refusal(request: Request) -> ApiRefusal | None:
+    """For a request refused as invalid (422) before any use case read its member: the 401 it
+    would have had, had its token named someone not current. Only such refusals pay this read."""
+    credentials = await bearer(request)
+    if credentials is None:
+        return None
+    try:
+        account_id, member_id = read_token(await get_settings(request), credentials.credentials)
+        member = await (await get_services(request)).members.get(account_id, member_id)
+    except (ApiRefusal, HandoffError):  # a bad token, or no store to ask: the 422 stands
+        return None
+    if member is None or not member.is_current:
+        return not_a_member()
+    return None
 
 
 CallerDep = Annotated[Caller, Depends(current_caller)]
-StreamCallerDep = Annotated[Caller, Depends(stream_caller)]
+StreamCallerDep = Annotated[StreamCaller, Depends(stream_caller)]
 ServicesDep = Annotated[Services, Depends(get_services)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

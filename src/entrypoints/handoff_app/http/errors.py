@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,6 +17,7 @@ from handoff_core.errors import (
     Conflict,
     Forbidden,
     HandoffError,
+    NotAMember,
     NotFound,
     StorageUnavailable,
     ValidationError,
@@ -49,6 +50,11 @@ class ApiRefusal(Exception):
 
 def unauthorized(detail: str) -> ApiRefusal:
     return ApiRefusal(401, "unauthorized", detail, {"WWW-Authenticate": "Bearer"})
+
+
+def not_a_member() -> ApiRefusal:
+    """The token is good but names nobody who may act: the same 401 whichever reason it was."""
+    return unauthorized("the token's member is unknown, inactive or removed")
 
 
 BODY_UNPARSABLE = "There was an error parsing the body"
@@ -89,7 +95,13 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=dict(headers or {}))
 
 
+def for_refusal(refusal: ApiRefusal) -> JSONResponse:
+    return error_response(refusal.status, refusal.code, refusal.detail, headers=refusal.headers)
+
+
 def for_domain_error(exc: HandoffError) -> JSONResponse:
+    if isinstance(exc, NotAMember):  # the token's member, as the use case found it
+        return for_refusal(not_a_member())
     status = next((code for cls, code in STATUS_OF if isinstance(exc, cls)), 400)
     extra: dict[str, str] = {}
     if isinstance(exc, AlreadyClaimed):
@@ -119,22 +131,36 @@ def for_validation(exc: RequestValidationError) -> JSONResponse:
     return error_response(422, "validation_error", detail, extra={"field": field})
 
 
-def install(app: FastAPI) -> None:
-    """Register the handlers: domain errors, the API's own refusals, FastAPI's and Starlette's."""
+Vetting = Callable[[Request], Awaitable[ApiRefusal | None]]
+
+
+def install(app: FastAPI, *, vet_invalid: Vetting | None = None) -> None:
+    """Register the handlers: domain errors, the API's own refusals, FastAPI's and Starlette's.
+
+    `vet_invalid` is asked before a 422 goes out and may answer with a refusal instead: the HTTP
+    layer checks the caller's member only inside the use case, which an invalid request may
+    never reach, and a token of someone not current must still get its 401 first.
+    """
+
+    async def vetted(request: Request, invalid: JSONResponse) -> JSONResponse:
+        refused = await vet_invalid(request) if vet_invalid is not None else None
+        return for_refusal(refused) if refused is not None else invalid
 
     async def domain(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HandoffError)
         if isinstance(exc, StorageUnavailable):
             log.warning("storage unavailable", extra={"path": request.url.path})
+        if isinstance(exc, ValidationError):
+            return await vetted(request, for_domain_error(exc))
         return for_domain_error(exc)
 
     async def refusal(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiRefusal)
-        return error_response(exc.status, exc.code, exc.detail, headers=exc.headers)
+        return for_refusal(exc)
 
     async def validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        return for_validation(exc)
+        return await vetted(request, for_validation(exc))
 
     async def http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
@@ -142,7 +168,8 @@ def install(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if exc.status_code == 400 and detail == BODY_UNPARSABLE:
             # FastAPI's word for JSON it could not decode at all (too deeply nested, say).
-            return error_response(422, "invalid_json", "the body could not be parsed as JSON")
+            unparsable = "the body could not be parsed as JSON"
+            return await vetted(request, error_response(422, "invalid_json", unparsable))
         return error_response(exc.status_code, code, detail, headers=exc.headers)
 
     async def bug(request: Request, exc: Exception) -> JSONResponse:

@@ -98,6 +98,7 @@ async def get_services(request: Request) -> Services:
     return await _serving(request).get()
 
 
-def get_settings(request: Request) -> Settings:
-    """The settings the app was made with (tokens, limits, heartbeats)."""
+async def get_settings(request: Request) -> Settings:
+    """The settings the app was made with (tokens, limits, heartbeats). `async` although it never
+    waits: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per request."""
     return _serving(request).settings
