@@ -48,6 +48,15 @@ class Figure:
         return "met" if self.met else "MISSED"
 
 
+def _server_stack() -> str:
+    """What `handoff serve` runs on: uvloop and httptools when installed (uvicorn[standard])."""
+    import importlib.util
+
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "the asyncio loop"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return f"{loop} and {http}"
+
+
 def check(value: float | None, ok: bool) -> bool | None:
     if value is None or math.isnan(value):
         return None
@@ -140,7 +149,7 @@ def markdown(
         f"- machine: {facts['nproc']} CPUs ({facts['cpu']}), {facts['memory']} memory, "
         f"{facts['os']}",
         f"- software: {facts['python']}, PostgreSQL {facts['postgresql']}, "
-        "uvicorn as installed by the package (h11, asyncio loop)",
+        f"uvicorn with {_server_stack()}",
         "",
         "| figure | value | target | verdict |",
         "| --- | --- | --- | --- |",
