@@ -611,10 +611,6 @@ class Delivery:
         """Stable across retries, so a receiver can drop a duplicate of an at-least-once send."""
         return f"<{self.id}@handoff>"
 
-    @property
-    def is_final(self) -> bool:
-        return self.status is not DeliveryStatus.PENDING
-
     def _attempted(self, status: DeliveryStatus, error: str | None) -> None:
         self.attempts += 1
         self.status = status

@@ -66,7 +66,6 @@ def _parser() -> argparse.ArgumentParser:
 async def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from handoff_app.http import RedactAccessTokens
     from handoff_app.serve import RUN_WORKER_ENV, server_app
 
     if args.workers < 1:
@@ -76,11 +75,6 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
             "--workers N needs PostgreSQL (HANDOFF_DATABASE_URL): with SQLite, live push and "
             "presence live in one process"
         )
-    if settings.database_url.startswith("sqlite"):
-        from handoff_sql import ensure_schema
-
-        await ensure_schema(settings.database_url)
-    logging.getLogger("uvicorn.access").addFilter(RedactAccessTokens())
     if args.workers > 1:
         os.environ[RUN_WORKER_ENV] = "0" if args.no_worker else "1"
         config = uvicorn.Config(

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from attrs import frozen
+
+N = TypeVar("N", int, float)
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./handoff.db"
 DEFAULT_MAILDIR = "./handoff-mail"
@@ -18,29 +21,18 @@ class SettingsError(ValueError):
     """A bad setting: the message is one line that names it."""
 
 
-def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+def _number(env: Mapping[str, str], name: str, kind: type[N], default: N, low: N, high: N) -> N:
+    """A bounded int or float setting; absent or empty means the default."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = float(raw)
+        value = kind(raw)
     except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number") from None
+        what = "a whole number" if kind is int else "a number"
+        raise SettingsError(f"{name}={raw!r} is not {what}") from None
     if not low <= value <= high:
         raise SettingsError(f"{name}={raw!r} must be between {low:g} and {high:g}")
-    return value
-
-
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
-    if not low <= value <= high:
-        raise SettingsError(f"{name}={raw!r} must be between {low} and {high}")
     return value
 
 
@@ -118,8 +110,8 @@ class Settings:
         secret = env.get("HANDOFF_JWT_SECRET") or None
         if secret is not None and len(secret.encode("utf-8")) < 32:
             raise SettingsError("HANDOFF_JWT_SECRET must be at least 32 bytes (HS256 key length)")
-        base = _float(env, "HANDOFF_RETRY_BASE_SECONDS", 30.0, 0.001, 86400)
-        cap = _float(env, "HANDOFF_RETRY_CAP_SECONDS", 3600.0, 0.001, 7 * 86400)
+        base = _number(env, "HANDOFF_RETRY_BASE_SECONDS", float, 30.0, 0.001, 86400)
+        cap = _number(env, "HANDOFF_RETRY_CAP_SECONDS", float, 3600.0, 0.001, 7 * 86400)
         if cap < base:
             raise SettingsError("HANDOFF_RETRY_CAP_SECONDS must not be below the base")
         return cls(
@@ -132,11 +124,15 @@ class Settings:
             push=push,
             retry_base_seconds=base,
             retry_cap_seconds=cap,
-            retry_attempts=_int(env, "HANDOFF_RETRY_ATTEMPTS", 8, 1, 100),
-            worker_poll_seconds=_float(env, "HANDOFF_WORKER_POLL_SECONDS", 1.0, 0.01, 3600),
-            worker_lease_seconds=_float(env, "HANDOFF_WORKER_LEASE_SECONDS", 300.0, 0.5, 86400),
-            worker_batch=_int(env, "HANDOFF_WORKER_BATCH", 100, 1, 10_000),
-            body_limit_bytes=_int(env, "HANDOFF_BODY_LIMIT_BYTES", 512 * 1024, 1024, 64 << 20),
-            heartbeat_seconds=_float(env, "HANDOFF_HEARTBEAT_SECONDS", 15.0, 0.05, 3600),
-            dispatch_concurrency=_int(env, "HANDOFF_DISPATCH_CONCURRENCY", 8, 1, 256),
+            retry_attempts=_number(env, "HANDOFF_RETRY_ATTEMPTS", int, 8, 1, 100),
+            worker_poll_seconds=_number(env, "HANDOFF_WORKER_POLL_SECONDS", float, 1.0, 0.01, 3600),
+            worker_lease_seconds=_number(
+                env, "HANDOFF_WORKER_LEASE_SECONDS", float, 300.0, 0.5, 86400
+            ),
+            worker_batch=_number(env, "HANDOFF_WORKER_BATCH", int, 100, 1, 10_000),
+            body_limit_bytes=_number(
+                env, "HANDOFF_BODY_LIMIT_BYTES", int, 512 * 1024, 1024, 64 << 20
+            ),
+            heartbeat_seconds=_number(env, "HANDOFF_HEARTBEAT_SECONDS", float, 15.0, 0.05, 3600),
+            dispatch_concurrency=_number(env, "HANDOFF_DISPATCH_CONCURRENCY", int, 8, 1, 256),
         )

@@ -265,7 +265,6 @@ class DeliveryService:
         return batch
 
     async def _deliver(self, leased: Sequence[Delivery]) -> int:
-        now = self._clock.now()
         batch = await self._context(leased)
         fallbacks: dict[str, Delivery] = {}  # by the push delivery each one replaces
         emails: list[Delivery] = []
@@ -277,15 +276,14 @@ class DeliveryService:
                 pushes.append(d)
             else:
                 emails.append(d)
-        await self._push(pushes, batch, now, fallbacks)
-        await self._email(emails, batch, now)
+        await self._push(pushes, batch, fallbacks)
+        await self._email(emails, batch)
         return await self._record(leased, batch, fallbacks)
 
     async def _push(
         self,
         pushes: list[Delivery],
         batch: _Batch,
-        now: object,
         fallbacks: dict[str, Delivery],
     ) -> None:
         by_account: dict[str, list[Delivery]] = defaultdict(list)
@@ -364,7 +362,7 @@ class DeliveryService:
             published.update(d.id for d in ds)
         return published
 
-    async def _email(self, emails: list[Delivery], batch: _Batch, now: object) -> None:
+    async def _email(self, emails: list[Delivery], batch: _Batch) -> None:
         if not emails:
             return
         bodies: dict[tuple[str, NoticeKind, int], NoticeBody] = {}
