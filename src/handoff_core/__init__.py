@@ -31,12 +31,14 @@ from handoff_core.model import (
     TimelineEvent,
 )
 from handoff_core.notice import Notice, NoticeBody
-from handoff_core.ports import PushEvent, SendOutcome
+from handoff_core.ports import SendOutcome
 from handoff_core.retry import RetrySchedule
 from handoff_core.services.delivery import DeliveryService, DeliverySettings
 from handoff_core.services.handoffs import HandoffService
 from handoff_core.services.members import MemberService
 from handoff_core.services.queries import EscalationStats, Queries
+from handoff_core.services.streams import Replay, StreamService
+from handoff_core.stream import StreamEvent, StreamEventType
 
 __all__ = [
     "AlreadyClaimed",
@@ -63,14 +65,17 @@ __all__ = [
     "Notice",
     "NoticeBody",
     "NoticeKind",
-    "PushEvent",
     "Queries",
+    "Replay",
     "RetrySchedule",
     "Role",
     "SendOutcome",
     "Session",
     "SessionStatus",
     "StorageUnavailable",
+    "StreamEvent",
+    "StreamEventType",
+    "StreamService",
     "TimelineEvent",
     "ValidationError",
 ]

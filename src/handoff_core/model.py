@@ -73,6 +73,7 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"
     DEAD = "dead"
     CANCELLED = "cancelled"
+    UNCONFIRMED = "unconfirmed"  # a push nobody marked seen in time; an email went as well
 
 
 class EventType(StrEnum):
@@ -408,6 +409,8 @@ DEFAULT_MAX_REMINDERS = 2
 MAX_REMINDERS_LIMIT = 50
 REMIND_AFTER_MIN_SECONDS = 1
 REMIND_AFTER_MAX_SECONDS = 30 * 24 * 3600
+DEFAULT_PUSH_CONFIRM_SECONDS = 30
+PUSH_CONFIRM_MAX_SECONDS = 24 * 3600
 
 
 def _policy_roles(value: object) -> frozenset[Role]:
@@ -444,13 +447,20 @@ class EscalationPolicy:
     email_online_too: bool = False
     remind_after_seconds: int = DEFAULT_REMIND_AFTER_SECONDS
     max_reminders: int = DEFAULT_MAX_REMINDERS
+    push_confirm_seconds: int = DEFAULT_PUSH_CONFIRM_SECONDS
 
     @classmethod
     def from_dict(cls, raw: object) -> EscalationPolicy:
         """Parse the API's shape; absent fields keep their defaults, unknown ones are refused."""
         if not isinstance(raw, dict):
             raise ValidationError("policy", "must be a JSON object")
-        known = {"roles", "email_online_too", "remind_after_seconds", "max_reminders"}
+        known = {
+            "roles",
+            "email_online_too",
+            "remind_after_seconds",
+            "max_reminders",
+            "push_confirm_seconds",
+        }
         for key in raw:
             if key not in known:
                 raise ValidationError(str(key), "is not a policy field")
@@ -470,6 +480,12 @@ class EscalationPolicy:
                 0,
                 MAX_REMINDERS_LIMIT,
             ),
+            push_confirm_seconds=_bounded_int(
+                "push_confirm_seconds",
+                raw.get("push_confirm_seconds", default.push_confirm_seconds),
+                0,
+                PUSH_CONFIRM_MAX_SECONDS,
+            ),
         )
 
     def to_dict(self) -> JsonObject:
@@ -479,6 +495,7 @@ class EscalationPolicy:
             "email_online_too": self.email_online_too,
             "remind_after_seconds": self.remind_after_seconds,
             "max_reminders": self.max_reminders,
+            "push_confirm_seconds": self.push_confirm_seconds,
         }
 
     def reminder_at(self, raised_at: datetime, round: int) -> datetime | None:
@@ -486,6 +503,22 @@ class EscalationPolicy:
         if round > self.max_reminders:
             return None
         return raised_at + timedelta(seconds=self.remind_after_seconds * round)
+
+    def next_reminder_after(
+        self, raised_at: datetime, round: int, now: datetime
+    ) -> datetime | None:
+        """When the reminder after `round` is due, raised at `now`: on its schedule, but never
+        sooner than one full `remind_after_seconds` from now. So workers that were paused past
+        several due times raise one catch-up reminder, then keep the normal spacing (SPEC §11).
+        """
+        scheduled = self.reminder_at(raised_at, round + 1)
+        if scheduled is None:
+            return None
+        return max(scheduled, now + timedelta(seconds=self.remind_after_seconds))
+
+    def accepts(self, member: Member) -> bool:
+        """Whether this policy would tell `member` now: current, and holding one of its roles."""
+        return member.is_current and member.role in self.roles
 
 
 # --- handoffs -----------------------------------------------------------------------------------
@@ -605,6 +638,9 @@ class Delivery:
     round: int = 0
     leased_by: str | None = None
     leased_until: datetime | None = None
+    stream_seq: int | None = None  # a push: the id of its event on the recipient's stream
+    confirm_by: datetime | None = None  # a push sent: seen by then, or an email goes as well
+    seen_at: datetime | None = None
 
     @property
     def message_id(self) -> str:
@@ -632,6 +668,12 @@ class Delivery:
         else:
             self._attempted(DeliveryStatus.PENDING, error)
             self.next_attempt_at = retry_at
+
+    def mark_pushed(self, now: datetime, confirm_seconds: int) -> None:
+        """Handed to the recipient's live stream; with `confirm_seconds` > 0 it must be marked
+        seen by then, or an email follows (SPEC §10)."""
+        self.mark_sent(now)
+        self.confirm_by = now + timedelta(seconds=confirm_seconds) if confirm_seconds else None
 
     def mark_cancelled(self, reason: str) -> None:
         """Not attempted and never will be: cancelled with the reason why."""

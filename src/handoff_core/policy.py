@@ -103,3 +103,31 @@ def plan_reminders(
         )
         for member in recipients(policy, members, handoff.created_by)
     ]
+
+
+def fallback_email(push: Delivery, now: datetime, make_id: IdFactory = new_id) -> Delivery:
+    """The email that takes over from a push that did not reach its recipient: none had a live
+    stream when it was sent, or nobody marked it seen within the policy's `push_confirm_seconds`
+    (SPEC §5, §10). Same recipient, notice and round; due at once."""
+    return Delivery(
+        id=make_id(),
+        account_id=push.account_id,
+        handoff_id=push.handoff_id,
+        recipient_id=push.recipient_id,
+        address=push.address,
+        channel=Channel.EMAIL,
+        kind=push.kind,
+        created_at=now,
+        next_attempt_at=now,
+        round=push.round,
+    )
+
+
+def still_told(handoff: Handoff, member: Member | None, current: EscalationPolicy) -> bool:
+    """Whether a notice of `handoff` may still go to `member`: current (not removed, not
+    deactivated), holding a role of the policy copied into the escalation and of the account's
+    policy as it is now (a role dropped from it stops being told; SPEC §10)."""
+    if member is None or not member.is_current:
+        return False
+    copied = handoff.policy or current
+    return copied.accepts(member) and current.accepts(member)

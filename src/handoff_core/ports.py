@@ -18,7 +18,6 @@ from handoff_core.model import (
     EscalationPolicy,
     Handoff,
     HandoffStatus,
-    JsonObject,
     Member,
     NoticeKind,
     Role,
@@ -26,6 +25,7 @@ from handoff_core.model import (
     TimelineEvent,
 )
 from handoff_core.notice import Notice
+from handoff_core.stream import StreamEvent
 
 
 class Clock(Protocol):
@@ -149,6 +149,43 @@ class Deliveries(Protocol):
         """Give back every lease `owner` holds, making those deliveries due again."""
         ...
 
+    async def mark_seen(
+        self, account_id: str, recipient_id: str, up_to_seq: int, at: datetime
+    ) -> int:
+        """Mark seen every push sent to `recipient_id` whose stream event id is at most
+        `up_to_seq` and that was not seen yet; how many it marked."""
+        ...
+
+    async def take_unconfirmed(self, now: datetime, limit: int, reason: str) -> list[Delivery]:
+        """Across accounts (for the worker), in one conditional write: pushes sent whose
+        `confirm_by` has passed unseen, of escalations still open, turned `unconfirmed` with
+        `reason` as their last error, and returned. Two concurrent callers never get the same
+        delivery."""
+        ...
+
+
+class Stream(Protocol):
+    """The account's stream log: one sequence per account, numbered in commit order."""
+
+    async def append(self, events: Sequence[StreamEvent]) -> list[StreamEvent]:
+        """Store the events and return them with their `seq`. The sequence of an account is
+        held from here to the end of the transaction, so ids follow commit order and a rolled
+        back transaction leaves no gap. Append last, just before commit."""
+        ...
+
+    async def after(self, account_id: str, after_seq: int, limit: int) -> list[StreamEvent]:
+        """Events with a seq above `after_seq`, oldest first, every audience."""
+        ...
+
+    async def bounds(self, account_id: str) -> tuple[int, int]:
+        """(floor, head): the events floor+1 … head can be replayed; (0, 0) for a new account."""
+        ...
+
+    async def prune(self, before: datetime) -> int:
+        """Forget each account's events up to its last one dated before `before`, raising its
+        floor (a replay from below the floor is a reset); how many were forgotten."""
+        ...
+
 
 class Timeline(Protocol):
     async def add(self, event: TimelineEvent) -> TimelineEvent:
@@ -199,6 +236,9 @@ class UnitOfWork(Protocol):
     @property
     def policies(self) -> Policies: ...
 
+    @property
+    def stream(self) -> Stream: ...
+
     async def __aenter__(self) -> Self: ...
 
     async def __aexit__(
@@ -233,19 +273,10 @@ class MailSender(Protocol):
         ...
 
 
-@frozen
-class PushEvent:
-    """An event for the live streams of an account; `audience` None means every senior."""
-
-    account_id: str
-    type: str
-    data: JsonObject
-    id: int | None = None
-    audience: frozenset[str] | None = None
-
-
 class PushHub(Protocol):
-    async def publish(self, event: PushEvent) -> None: ...
+    """Carries committed stream events to the live streams (of every process)."""
+
+    async def publish(self, events: Sequence[StreamEvent]) -> None: ...
 
 
 class Presence(Protocol):
@@ -255,6 +286,8 @@ class Presence(Protocol):
 
 
 class Announcer(Protocol):
-    """Told, after a commit, of the timeline events it wrote; never told of a rollback."""
+    """Told, after a commit, of the timeline and stream events it wrote; never of a rollback."""
 
-    async def committed(self, events: Sequence[TimelineEvent]) -> None: ...
+    async def committed(
+        self, events: Sequence[TimelineEvent], stream: Sequence[StreamEvent] = ()
+    ) -> None: ...

@@ -50,7 +50,6 @@ from handoff_memory import (
     MemoryDatabase,
     MemoryPresence,
     RecordingMailSender,
-    RecordingPushHub,
 )
 
 T = TypeVar("T")
@@ -89,7 +88,6 @@ class HandoffMachine(RuleBasedStateMachine):
             self.db,
             self.clock,
             RecordingMailSender(),
-            hub=RecordingPushHub(),
             presence=self.presence,
             make_id=make_id,
         )

@@ -224,9 +224,16 @@ class World:
                 continue
             round = h.reminders_sent + 1
             h.reminders_sent = round
-            h.reminded[round] = self.eligible(h.account, h.policy.roles, h.created_by)
+            # Told only while the copied policy and the account's policy now both name them.
+            h.reminded[round] = self.eligible(
+                h.account, h.policy.roles & self.policy(h.account).roles, h.created_by
+            )
+            # One catch-up after a pause of the workers, then the normal spacing (SPEC §11).
             h.next_reminder_at = (
-                h.created_at + timedelta(seconds=h.policy.remind_after * (round + 1))
+                max(
+                    h.created_at + timedelta(seconds=h.policy.remind_after * (round + 1)),
+                    now + timedelta(seconds=h.policy.remind_after),
+                )
                 if round + 1 <= h.policy.max_reminders
                 else None
             )

@@ -51,6 +51,7 @@ policies = st.builds(
     email_online_too=st.booleans(),
     remind_after_seconds=st.integers(min_value=1, max_value=30 * 24 * 3600),
     max_reminders=st.integers(min_value=0, max_value=50),
+    push_confirm_seconds=st.integers(min_value=0, max_value=24 * 3600),
 )
 
 
@@ -183,7 +184,13 @@ def test_no_reminder_for_a_closed_escalation_or_a_park(
 @given(policies)
 def test_a_policy_round_trips_through_its_dict(policy: EscalationPolicy) -> None:
     raw = policy.to_dict()
-    assert set(raw) == {"roles", "email_online_too", "remind_after_seconds", "max_reminders"}
+    assert set(raw) == {
+        "roles",
+        "email_online_too",
+        "remind_after_seconds",
+        "max_reminders",
+        "push_confirm_seconds",
+    }
     assert EscalationPolicy.from_dict(raw) == policy
 
 
@@ -192,6 +199,7 @@ BAD_VALUES: dict[str, list[object]] = {
     "email_online_too": ["yes", 1, 0, None, [True]],
     "remind_after_seconds": [0, -1, 30 * 24 * 3600 + 1, "600", 1.5, True, None],
     "max_reminders": [-1, 51, "2", 2.0, False, None],
+    "push_confirm_seconds": [-1, 24 * 3600 + 1, "30", 1.5, True, None],
 }
 
 

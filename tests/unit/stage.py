@@ -24,8 +24,10 @@ from handoff_core import (
     Queries,
     RetrySchedule,
     Session,
+    StreamService,
     TimelineEvent,
 )
+from handoff_core.services.common import StreamAnnouncer
 from handoff_memory import (
     ManualClock,
     MemoryDatabase,
@@ -92,6 +94,7 @@ class Stage:
     handoffs: HandoffService
     delivery: DeliveryService
     queries: Queries
+    streams: StreamService
     tracked: list[tuple[str, str]] = field(factory=list)
 
     async def start(
@@ -175,6 +178,7 @@ def build_stage(
         return f"id{next(ids):04d}"
 
     settings = DeliverySettings(public_url=public_url, retry=retry or RetrySchedule())
+    announcer = StreamAnnouncer(hub)
     return Stage(
         db=db,
         clock=clock,
@@ -182,11 +186,18 @@ def build_stage(
         presence=presence,
         hub=hub,
         members=MemberService(db, clock),
-        handoffs=HandoffService(db, clock, presence=presence, make_id=make_id),
+        handoffs=HandoffService(db, clock, presence=presence, announcer=announcer, make_id=make_id),
         delivery=DeliveryService(
-            db, clock, mail, hub=hub, presence=presence, settings=settings, make_id=make_id
+            db,
+            clock,
+            mail,
+            presence=presence,
+            announcer=announcer,
+            settings=settings,
+            make_id=make_id,
         ),
         queries=Queries(db),
+        streams=StreamService(db, clock),
     )
 
 

@@ -45,13 +45,18 @@ async def test_an_online_member_gets_a_push_and_the_others_email(stage: Stage) -
         ("olga", Channel.EMAIL, DeliveryStatus.SENT),
     }
     assert BOB not in stage.mail.sent
-    [event] = stage.hub.received_by(ACME, "bob")
+    # One stream event, at commit, for every recipient; bob's stream had it at once.
+    [event] = stage.hub.published
     assert inbox.get_nowait() == event
     assert event.type == "escalation.created"
+    assert event.seq == 1
+    assert event.audience == ACME_SENIORS_BUT_ALICE
     assert event.data["handoff_id"] == handoff.id
     assert event.data["problem_summary"] == SUMMARY
     assert event.data["actor_id"] == "alice"
-    assert stage.hub.received_by(ACME, "carol") == []
+    assert stage.hub.received_by(ACME, "alice") == []
+    [push] = [d for d in await stage.deliveries(handoff.id) if d.channel is Channel.PUSH]
+    assert push.stream_seq == 1
 
 
 async def test_email_online_too_emails_everyone_and_pushes_to_those_online(stage: Stage) -> None:
@@ -81,7 +86,8 @@ async def test_a_push_whose_member_left_falls_back_to_email(stage: Stage) -> Non
         (Channel.PUSH, DeliveryStatus.CANCELLED),
     ]
     assert len(stage.mail.sent[BOB]) == 1
-    assert stage.hub.published == []
+    [push] = [d for d in await stage.deliveries(handoff.id) if d.channel is Channel.PUSH]
+    assert push.last_error == "recipient had no live stream; sent by email instead"
 
 
 async def test_with_email_online_too_a_vanished_push_is_not_a_second_email(stage: Stage) -> None:
@@ -128,9 +134,7 @@ async def test_no_fallback_email_for_an_escalation_withdrawn_during_the_push(sta
             await stage.handoffs.withdraw(ACME, "alice", handoff.id)
             return frozenset()
 
-    worker = DeliveryService(
-        stage.db, stage.clock, stage.mail, hub=stage.hub, presence=WithdrawnMeanwhile()
-    )
+    worker = DeliveryService(stage.db, stage.clock, stage.mail, presence=WithdrawnMeanwhile())
     await worker.dispatch(ACME, handoff.id)
     await stage.delivery.run_once()
 

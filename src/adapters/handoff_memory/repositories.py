@@ -9,6 +9,7 @@ from attrs import evolve
 
 from handoff_core.errors import Conflict, IdempotencyConflict
 from handoff_core.model import (
+    Channel,
     Delivery,
     DeliveryStatus,
     EscalationPolicy,
@@ -21,6 +22,7 @@ from handoff_core.model import (
     Session,
     TimelineEvent,
 )
+from handoff_core.stream import StreamEvent
 from handoff_memory.store import Journal, MemoryStore, clone
 
 
@@ -268,6 +270,48 @@ class MemoryDeliveries:
     async def record_many(self, deliveries: Sequence[Delivery]) -> set[str]:
         return {d.id for d in deliveries if await self.record(d)}
 
+    async def mark_seen(
+        self, account_id: str, recipient_id: str, up_to_seq: int, at: datetime
+    ) -> int:
+        marked = 0
+        for d in list(self._s.deliveries.values()):
+            if (
+                d.account_id == account_id
+                and d.recipient_id == recipient_id
+                and d.channel is Channel.PUSH
+                and d.seen_at is None
+                and d.stream_seq is not None
+                and d.stream_seq <= up_to_seq
+                and d.status in (DeliveryStatus.PENDING, DeliveryStatus.SENT)
+            ):
+                updated = clone(d)
+                updated.seen_at = at
+                self._j.put(self._s.deliveries, d.id, updated)
+                marked += 1
+        return marked
+
+    async def take_unconfirmed(self, now: datetime, limit: int, reason: str) -> list[Delivery]:
+        due = [
+            d
+            for d in self._s.deliveries.values()
+            if d.channel is Channel.PUSH
+            and d.status is DeliveryStatus.SENT
+            and d.seen_at is None
+            and d.confirm_by is not None
+            and d.confirm_by <= now
+            and (h := self._s.handoffs.get((d.account_id, d.handoff_id))) is not None
+            and h.status is HandoffStatus.OPEN
+        ]
+        due.sort(key=lambda d: (d.confirm_by or now, d.id))
+        taken = []
+        for d in due[:limit]:
+            updated = clone(d)
+            updated.status = DeliveryStatus.UNCONFIRMED
+            updated.last_error = reason
+            self._j.put(self._s.deliveries, d.id, updated)
+            taken.append(clone(updated))
+        return taken
+
     async def release(self, owner: str) -> int:
         released = 0
         for d in list(self._s.deliveries.values()):
@@ -312,6 +356,48 @@ class MemoryTimeline:
             if e.account_id == account_id and (e.id or 0) > after_id and e.type in types
         ]
         return found[:limit]
+
+
+class MemoryStream:
+    """The stream log. One unit of work holds the store at a time, so appending in it numbers
+    events in commit order; a rollback takes them (and their numbers) back."""
+
+    def __init__(self, store: MemoryStore, journal: Journal) -> None:
+        self._s, self._j = store, journal
+
+    async def append(self, events: Sequence[StreamEvent]) -> list[StreamEvent]:
+        stored = []
+        for event in events:
+            log = self._s.stream.setdefault(event.account_id, [])
+            head = (log[-1].seq or 0) if log else self._s.stream_floor.get(event.account_id, 0)
+            kept = evolve(event, seq=head + 1, data=clone(event.data))
+            self._j.append(log, kept)
+            stored.append(kept)
+        return stored
+
+    async def after(self, account_id: str, after_seq: int, limit: int) -> list[StreamEvent]:
+        log = self._s.stream.get(account_id, [])
+        return [clone(e) for e in log if (e.seq or 0) > after_seq][:limit]
+
+    async def bounds(self, account_id: str) -> tuple[int, int]:
+        floor = self._s.stream_floor.get(account_id, 0)
+        log = self._s.stream.get(account_id, [])
+        return floor, (log[-1].seq or 0) if log else floor
+
+    async def prune(self, before: datetime) -> int:
+        pruned = 0
+        for account_id, log in list(self._s.stream.items()):
+            old = [i for i, e in enumerate(log) if _stream_at(e) < before]
+            keep_from = old[-1] + 1 if old else 0
+            pruned += keep_from
+            if keep_from:
+                self._j.put(self._s.stream_floor, account_id, log[keep_from - 1].seq or 0)
+                self._j.put(self._s.stream, account_id, log[keep_from:])
+        return pruned
+
+
+def _stream_at(event: StreamEvent) -> datetime:
+    return datetime.fromisoformat(str(event.data.get("at")))
 
 
 class MemoryPolicies:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from attrs import define, field
 
 from handoff_core.model import Delivery, EscalationPolicy, Handoff, Member, Session, TimelineEvent
+from handoff_core.stream import StreamEvent
 
 _MISSING = object()
 T = TypeVar("T")
@@ -30,6 +31,8 @@ class MemoryStore:
     timeline: list[TimelineEvent] = field(factory=list)
     policies: dict[str, EscalationPolicy] = field(factory=dict)
     next_event_id: int = 1
+    stream: dict[str, list[StreamEvent]] = field(factory=dict)  # by account, in seq order
+    stream_floor: dict[str, int] = field(factory=dict)  # by account: the highest seq pruned
     lock: asyncio.Lock = field(factory=asyncio.Lock)
 
 

@@ -11,6 +11,7 @@ from handoff_memory.repositories import (
     MemoryMembers,
     MemoryPolicies,
     MemorySessions,
+    MemoryStream,
     MemoryTimeline,
 )
 from handoff_memory.store import Journal, MemoryStore
@@ -30,6 +31,7 @@ class MemoryUnitOfWork:
         self.deliveries = MemoryDeliveries(store, self._journal)
         self.timeline = MemoryTimeline(store, self._journal)
         self.policies = MemoryPolicies(store, self._journal)
+        self.stream = MemoryStream(store, self._journal)
 
     async def __aenter__(self) -> Self:
         await self._store.lock.acquire()

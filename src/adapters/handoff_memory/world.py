@@ -8,7 +8,8 @@ from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 
 from handoff_core.notice import Notice
-from handoff_core.ports import PushEvent, SendOutcome
+from handoff_core.ports import SendOutcome
+from handoff_core.stream import StreamEvent
 
 
 class ManualClock:
@@ -83,31 +84,30 @@ class MemoryPresence:
 
 
 class RecordingPushHub:
-    """Keeps every event published, and hands them to in-process subscribers of the account."""
+    """Keeps every stream event published, and hands each to the in-process subscribers of the
+    account that are in its audience (wire it with `handoff_core.services.common.StreamAnnouncer`).
+    """
 
     def __init__(self) -> None:
-        self.published: list[PushEvent] = []
-        self._queues: dict[str, list[tuple[str, asyncio.Queue[PushEvent]]]] = defaultdict(list)
+        self.published: list[StreamEvent] = []
+        self._queues: dict[str, list[tuple[str, asyncio.Queue[StreamEvent]]]] = defaultdict(list)
 
-    async def publish(self, event: PushEvent) -> None:
-        self.published.append(event)
-        for member_id, queue in self._queues.get(event.account_id, []):
-            if event.audience is None or member_id in event.audience:
-                queue.put_nowait(event)
+    async def publish(self, events: Sequence[StreamEvent]) -> None:
+        for event in events:
+            self.published.append(event)
+            for member_id, queue in self._queues.get(event.account_id, []):
+                if event.visible_to(member_id):
+                    queue.put_nowait(event)
 
-    def subscribe(self, account_id: str, member_id: str) -> asyncio.Queue[PushEvent]:
-        queue: asyncio.Queue[PushEvent] = asyncio.Queue()
+    def subscribe(self, account_id: str, member_id: str) -> asyncio.Queue[StreamEvent]:
+        queue: asyncio.Queue[StreamEvent] = asyncio.Queue()
         self._queues[account_id].append((member_id, queue))
         return queue
 
-    def unsubscribe(self, account_id: str, queue: asyncio.Queue[PushEvent]) -> None:
+    def unsubscribe(self, account_id: str, queue: asyncio.Queue[StreamEvent]) -> None:
         self._queues[account_id] = [
             (m, q) for m, q in self._queues.get(account_id, []) if q is not queue
         ]
 
-    def received_by(self, account_id: str, member_id: str) -> list[PushEvent]:
-        return [
-            e
-            for e in self.published
-            if e.account_id == account_id and (e.audience is None or member_id in e.audience)
-        ]
+    def received_by(self, account_id: str, member_id: str) -> list[StreamEvent]:
+        return [e for e in self.published if e.account_id == account_id and e.visible_to(member_id)]

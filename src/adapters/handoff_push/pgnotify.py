@@ -1,9 +1,10 @@
 """Push across processes and hosts through PostgreSQL LISTEN/NOTIFY.
 
 Every process listens on one channel; a publish is a NOTIFY, and each process hands what it hears
-to its own streams. The publisher hears its own NOTIFY too, so there is one path for every event.
-NOTIFY is sent after commit and is best effort: a stream that missed something while a connection
-was down catches up from the timeline with Last-Event-ID.
+to its own relay (`InProcessHub`). The publisher hears its own NOTIFY too, so there is one path
+for every event. NOTIFY is sent after commit and is best effort: the relay fills any gap it sees
+from the stream log, and the app asks it to catch up every few seconds, so a lost notification
+delays an event, never loses it.
 """
 
 from __future__ import annotations
@@ -11,21 +12,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from attrs import evolve
-
-from handoff_core.ports import PushEvent
-from handoff_push.inprocess import InProcessHub, Subscription
+from handoff_core.stream import StreamEvent, StreamEventType
+from handoff_push.inprocess import InProcessHub, StreamSource, Subscription
 
 log = logging.getLogger("handoff.push")
 
 CHANNEL = "handoff_push"
 PAYLOAD_LIMIT = 7900  # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
-TRIMMABLE = ("engineer_notes",)
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -37,60 +35,50 @@ def asyncpg_dsn(url: str) -> str:
     return urlunsplit((scheme, parts.netloc, parts.path, "", ""))
 
 
-def encode_all(event: PushEvent) -> list[str]:
-    """One payload, or several when the audience is too long for one notification: the audience
-    is split in halves until every part fits."""
-    try:
-        return [encode(event)]
-    except ValueError:
-        audience = sorted(event.audience or ())
-        if len(audience) < 2:
-            raise
-    half = len(audience) // 2
-    return [
-        payload
-        for part in (audience[:half], audience[half:])
-        for payload in encode_all(evolve(event, audience=frozenset(part)))
-    ]
-
-
-def encode(event: PushEvent) -> str:
+def encode(event: StreamEvent) -> str:
+    """The whole event when it fits in a notification; otherwise only its account and seq, and
+    every process reads the event itself from the stream log."""
     body: dict[str, Any] = {
         "account_id": event.account_id,
-        "type": event.type,
-        "id": event.id,
+        "seq": event.seq,
+        "type": event.type.value,
+        "handoff_id": event.handoff_id,
         "audience": sorted(event.audience) if event.audience is not None else None,
         "data": dict(event.data),
     }
     text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    for name in TRIMMABLE:
-        if len(text.encode("utf-8")) < PAYLOAD_LIMIT:
-            break
-        body["data"].pop(name, None)
-        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    if len(text.encode("utf-8")) >= PAYLOAD_LIMIT:
-        raise ValueError("push event too large for NOTIFY even without its notes")
-    return text
+    if len(text.encode("utf-8")) < PAYLOAD_LIMIT:
+        return text
+    return json.dumps({"account_id": event.account_id, "seq": event.seq}, separators=(",", ":"))
 
 
-def decode(payload: str) -> PushEvent:
+def decode(payload: str) -> tuple[str, int, StreamEvent | None]:
+    """(account_id, seq, the event or None when only its position was sent)."""
     body = json.loads(payload)
+    account_id, seq = str(body["account_id"]), int(body["seq"])
+    if "data" not in body:
+        return account_id, seq, None
     audience = body.get("audience")
-    return PushEvent(
-        account_id=body["account_id"],
-        type=body["type"],
-        data=body.get("data") or {},
-        id=body.get("id"),
+    event = StreamEvent(
+        account_id=account_id,
+        seq=seq,
+        type=StreamEventType(body["type"]),
+        handoff_id=str(body["handoff_id"]),
+        data=body["data"],
         audience=frozenset(audience) if audience is not None else None,
     )
+    return account_id, seq, event
 
 
 class PgNotifyHub:
     """A LiveHub whose events reach the streams of every process on the same database."""
 
-    def __init__(self, url: str, *, reconnect_seconds: float = 1.0) -> None:
+    def __init__(
+        self, url: str, source: StreamSource | None = None, *, reconnect_seconds: float = 1.0
+    ) -> None:
         self._dsn = asyncpg_dsn(url)
-        self._local = InProcessHub()
+        self._local = InProcessHub(source)
+        self._tasks: set[asyncio.Task[None]] = set()
         self._reconnect_seconds = reconnect_seconds
         self._listener: Any = None
         self._sender: Any = None
@@ -111,11 +99,20 @@ class PgNotifyHub:
 
     def _heard(self, connection: object, pid: int, channel: str, payload: str) -> None:
         try:
-            event = decode(payload)
+            account_id, seq, event = decode(payload)
         except (ValueError, KeyError, TypeError):
             log.warning("ignored a malformed push notification", extra={"channel": channel})
             return
-        self._local.deliver_local(event)
+        task = asyncio.get_running_loop().create_task(
+            self._local.heard(account_id, [event] if event is not None else [], seq)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._settled)
+
+    def _settled(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("could not relay a stream event", extra={"error": repr(task.exception())})
 
     async def _keep_listening(self) -> None:
         while not self._closed:
@@ -129,10 +126,10 @@ class PgNotifyHub:
             except Exception as exc:
                 log.warning("push listener still down", extra={"error": repr(exc)})
 
-    async def publish(self, event: PushEvent) -> None:
+    async def publish(self, events: Sequence[StreamEvent]) -> None:
         import asyncpg
 
-        payloads = encode_all(event)
+        payloads = [encode(e) for e in events]
         async with self._send_lock:
             for payload in payloads:
                 if self._sender is None or self._sender.is_closed():
@@ -147,6 +144,21 @@ class PgNotifyHub:
     async def subscribe(self, account_id: str, member_id: str) -> AsyncIterator[Subscription]:
         async with self._local.subscribe(account_id, member_id) as sub:
             yield sub
+
+    async def catch_up(self, account_id: str) -> None:
+        await self._local.catch_up(account_id)
+
+    def listeners(self) -> list[tuple[str, str]]:
+        return self._local.listeners()
+
+    def accounts(self) -> list[str]:
+        return self._local.accounts()
+
+    def close_member(self, account_id: str, member_id: str) -> int:
+        return self._local.close_member(account_id, member_id)
+
+    def subscribers(self, account_id: str) -> int:
+        return self._local.subscribers(account_id)
 
     async def close(self) -> None:
         self._closed = True

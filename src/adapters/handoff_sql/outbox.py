@@ -14,13 +14,21 @@ from typing import Any
 import sqlalchemy as sa
 from attrs import evolve
 
-from handoff_core.model import Delivery, DeliveryStatus, NoticeKind, TimelineEvent
+from handoff_core.model import (
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    HandoffStatus,
+    NoticeKind,
+    TimelineEvent,
+)
+from handoff_core.stream import StreamEvent
 from handoff_sql import rows
-from handoff_sql.repositories import SqlRepository
-from handoff_sql.tables import deliveries, timeline
+from handoff_sql.repositories import SqlRepository, upsert_insert
+from handoff_sql.tables import deliveries, handoffs, stream_events, stream_heads, timeline
 
 CANCELLED_REASON = "the escalation was closed"
-OUTCOME_COLUMNS = ("status", "attempts", "last_error", "sent_at", "next_attempt_at")
+OUTCOME_COLUMNS = ("status", "attempts", "last_error", "sent_at", "next_attempt_at", "confirm_by")
 
 
 class SqlDeliveries(SqlRepository):
@@ -166,6 +174,56 @@ class SqlDeliveries(SqlRepository):
             await self._uow.execute(statement, params, doing="record deliveries")
         return held
 
+    async def mark_seen(
+        self, account_id: str, recipient_id: str, up_to_seq: int, at: datetime
+    ) -> int:
+        statement = (
+            sa.update(deliveries)
+            .where(
+                deliveries.c.account_id == account_id,
+                deliveries.c.recipient_id == recipient_id,
+                deliveries.c.seen_at.is_(None),
+                deliveries.c.channel == Channel.PUSH,
+                deliveries.c.stream_seq <= up_to_seq,
+                deliveries.c.status.in_([DeliveryStatus.PENDING, DeliveryStatus.SENT]),
+            )
+            .values(seen_at=at)
+        )
+        result = await self._uow.execute(statement, doing="mark pushes seen")
+        return int(result.rowcount)
+
+    async def take_unconfirmed(self, now: datetime, limit: int, reason: str) -> list[Delivery]:
+        unseen = [
+            deliveries.c.channel == Channel.PUSH,
+            deliveries.c.status == DeliveryStatus.SENT,
+            deliveries.c.seen_at.is_(None),
+            deliveries.c.confirm_by <= now,
+        ]
+        still_open = (
+            sa.select(handoffs.c.id)
+            .where(
+                handoffs.c.account_id == deliveries.c.account_id,
+                handoffs.c.id == deliveries.c.handoff_id,
+                handoffs.c.status == HandoffStatus.OPEN,
+            )
+            .exists()
+        )
+        due = (
+            sa.select(deliveries.c.account_id, deliveries.c.id)
+            .where(*unseen, still_open)
+            .order_by(deliveries.c.confirm_by, deliveries.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=deliveries)
+        )
+        statement = (
+            sa.update(deliveries)
+            .where(sa.tuple_(deliveries.c.account_id, deliveries.c.id).in_(due), *unseen)
+            .values(status=DeliveryStatus.UNCONFIRMED, last_error=rows.storable_text(reason))
+            .returning(*deliveries.c)
+        )
+        result = await self._uow.execute(statement, doing="take unseen pushes")
+        return [rows.delivery_of(r) for r in result.mappings()]
+
     async def release(self, owner: str) -> int:
         statement = (
             sa.update(deliveries)
@@ -229,3 +287,80 @@ class SqlTimeline(SqlRepository):
             .order_by(timeline.c.id)
             .limit(limit)
         )
+
+
+class SqlStream(SqlRepository):
+    """The stream log. `append` bumps the account's head row with one upsert, which holds that
+    row until the transaction ends: on PostgreSQL a second writer of the same account waits for
+    the first to commit (or roll back) before it is numbered, so ids follow commit order; SQLite
+    has one writer at a time anyway."""
+
+    async def append(self, events: Sequence[StreamEvent]) -> list[StreamEvent]:
+        stored: list[StreamEvent] = []
+        by_account: dict[str, list[StreamEvent]] = {}
+        for event in events:
+            by_account.setdefault(event.account_id, []).append(event)
+        for account_id, group in by_account.items():
+            insert = upsert_insert(self._uow.dialect, stream_heads)
+            bump = (
+                insert.values(account_id=account_id, head=len(group), floor=0)
+                .on_conflict_do_update(
+                    index_elements=[stream_heads.c.account_id],
+                    set_={"head": stream_heads.c.head + insert.excluded.head},
+                )
+                .returning(stream_heads.c.head)
+            )
+            head = int((await self._uow.execute(bump, doing="number stream events")).scalar_one())
+            first = head - len(group) + 1
+            numbered = [
+                evolve(e, seq=first + i, data=rows.copied(e.data)) for i, e in enumerate(group)
+            ]
+            await self._uow.execute(
+                sa.insert(stream_events),
+                [rows.stream_values(e) for e in numbered],
+                doing="add stream events",
+            )
+            stored.extend(numbered)
+        return stored
+
+    async def after(self, account_id: str, after_seq: int, limit: int) -> list[StreamEvent]:
+        query = (
+            sa.select(stream_events)
+            .where(stream_events.c.account_id == account_id, stream_events.c.seq > after_seq)
+            .order_by(stream_events.c.seq)
+            .limit(limit)
+        )
+        return [rows.stream_of(r) for r in (await self._uow.execute(query)).mappings()]
+
+    async def bounds(self, account_id: str) -> tuple[int, int]:
+        query = sa.select(stream_heads.c.floor, stream_heads.c.head).where(
+            stream_heads.c.account_id == account_id
+        )
+        row = (await self._uow.execute(query)).mappings().first()
+        return (int(row["floor"]), int(row["head"])) if row is not None else (0, 0)
+
+    async def prune(self, before: datetime) -> int:
+        query = (
+            sa.select(stream_events.c.account_id, sa.func.max(stream_events.c.seq).label("cut"))
+            .where(stream_events.c.at < before)
+            .group_by(stream_events.c.account_id)
+        )
+        cutoffs = [
+            (r["account_id"], int(r["cut"])) for r in (await self._uow.execute(query)).mappings()
+        ]
+        pruned = 0
+        for account_id, cutoff in cutoffs:
+            result = await self._uow.execute(
+                sa.delete(stream_events).where(
+                    stream_events.c.account_id == account_id, stream_events.c.seq <= cutoff
+                ),
+                doing="prune the stream",
+            )
+            pruned += int(result.rowcount)
+            await self._uow.execute(
+                sa.update(stream_heads)
+                .where(stream_heads.c.account_id == account_id, stream_heads.c.floor < cutoff)
+                .values(floor=cutoff),
+                doing="prune the stream",
+            )
+        return pruned

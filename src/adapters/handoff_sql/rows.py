@@ -7,6 +7,7 @@ detached value: changing it changes nothing until a repository writes it back.
 from __future__ import annotations
 
 import copy
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import RowMapping
@@ -21,6 +22,7 @@ from handoff_core.model import (
     Session,
     TimelineEvent,
 )
+from handoff_core.stream import StreamEvent, StreamEventType
 
 Values = dict[str, Any]
 
@@ -156,6 +158,7 @@ def delivery_outcome(d: Delivery) -> Values:
         "last_error": storable_text(d.last_error),
         "sent_at": d.sent_at,
         "next_attempt_at": d.next_attempt_at,
+        "confirm_by": d.confirm_by,
     }
 
 
@@ -172,6 +175,8 @@ def delivery_values(d: Delivery) -> Values:
         "round": d.round,
         "leased_by": d.leased_by,
         "leased_until": d.leased_until,
+        "stream_seq": d.stream_seq,
+        "seen_at": d.seen_at,
         **delivery_outcome(d),
     }
 
@@ -194,6 +199,9 @@ def delivery_of(row: RowMapping) -> Delivery:
         round=row["round"],
         leased_by=row["leased_by"],
         leased_until=row["leased_until"],
+        stream_seq=row["stream_seq"],
+        confirm_by=row["confirm_by"],
+        seen_at=row["seen_at"],
     )
 
 
@@ -218,5 +226,29 @@ def event_of(row: RowMapping) -> TimelineEvent:
         type=EventType(row["type"]),
         actor_id=row["actor_id"],
         at=row["at"],
+        data=row["data"],
+    )
+
+
+def stream_values(e: StreamEvent) -> Values:
+    return {
+        "account_id": e.account_id,
+        "seq": e.seq,
+        "type": e.type.value,
+        "handoff_id": e.handoff_id,
+        "audience": sorted(e.audience) if e.audience is not None else None,
+        "data": e.data,
+        "at": datetime.fromisoformat(str(e.data["at"])),
+    }
+
+
+def stream_of(row: RowMapping) -> StreamEvent:
+    audience = row["audience"]
+    return StreamEvent(
+        account_id=row["account_id"],
+        seq=int(row["seq"]),
+        type=StreamEventType(row["type"]),
+        handoff_id=row["handoff_id"],
+        audience=frozenset(audience) if audience is not None else None,
         data=row["data"],
     )

@@ -174,11 +174,16 @@ deliveries = sa.Table(
     sa.Column("round", sa.Integer(), nullable=False),
     sa.Column("leased_by", Text, nullable=True),
     sa.Column("leased_until", When, nullable=True),
+    sa.Column("stream_seq", TimelineId, nullable=True),
+    sa.Column("confirm_by", When, nullable=True),
+    sa.Column("seen_at", When, nullable=True),
     sa.PrimaryKeyConstraint("account_id", "id"),
     sa.ForeignKeyConstraint(["account_id", "handoff_id"], ["handoffs.account_id", "handoffs.id"]),
     sa.Index(None, "account_id", "handoff_id", "status"),
     sa.Index(None, "status", "next_attempt_at"),
     sa.Index(None, "leased_by"),
+    sa.Index(None, "account_id", "recipient_id", "seen_at"),
+    sa.Index(None, "status", "confirm_by"),
 )
 
 timeline = sa.Table(
@@ -220,5 +225,41 @@ presence = sa.Table(
     sa.Index(None, "expires_at"),
 )
 
+# The stream log (SPEC §10): one sequence per account, kept in `stream_heads`. Appending takes
+# the account's head row for update, so numbers are given in commit order and a rollback gives
+# its numbers back; `floor` is the highest seq pruned.
+stream_heads = sa.Table(
+    "stream_heads",
+    metadata,
+    sa.Column("account_id", Id, nullable=False),
+    sa.Column("head", TimelineId, nullable=False),
+    sa.Column("floor", TimelineId, nullable=False),
+    sa.PrimaryKeyConstraint("account_id"),
+)
+
+stream_events = sa.Table(
+    "stream_events",
+    metadata,
+    sa.Column("account_id", Id, nullable=False),
+    sa.Column("seq", TimelineId, nullable=False),
+    sa.Column("type", Text, nullable=False),
+    sa.Column("handoff_id", Id, nullable=False),
+    sa.Column("audience", Json, nullable=True),
+    sa.Column("data", Json, nullable=False),
+    sa.Column("at", When, nullable=False),
+    sa.PrimaryKeyConstraint("account_id", "seq"),
+    sa.Index(None, "at"),
+)
+
 # Children before parents: the order in which to empty the tables.
-ALL_TABLES = (presence, policies, timeline, deliveries, handoffs, sessions, members)
+ALL_TABLES = (
+    stream_events,
+    stream_heads,
+    presence,
+    policies,
+    timeline,
+    deliveries,
+    handoffs,
+    sessions,
+    members,
+)

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 
 from handoff_core.errors import Conflict, StorageUnavailable
-from handoff_sql.outbox import SqlDeliveries, SqlTimeline
+from handoff_sql.outbox import SqlDeliveries, SqlStream, SqlTimeline
 from handoff_sql.repositories import (
     SqlHandoffs,
     SqlMembers,
@@ -87,6 +87,7 @@ class SqlUnitOfWork:
         self.deliveries = SqlDeliveries(self)
         self.timeline = SqlTimeline(self)
         self.policies = SqlPolicies(self)
+        self.stream = SqlStream(self)
 
     @property
     def dialect(self) -> str:

@@ -9,7 +9,14 @@ from datetime import UTC, datetime
 import punq
 from attrs import define
 
-from handoff_app.live import BackgroundDispatch, LiveHub, LivePresence, ServiceAnnouncer
+from handoff_app.live import (
+    BackgroundDispatch,
+    LiveHub,
+    LivePresence,
+    LogSource,
+    ServiceAnnouncer,
+    StreamGuard,
+)
 from handoff_app.settings import Settings
 from handoff_core.ports import Clock, MailSender, UnitOfWorkFactory
 from handoff_core.retry import RetrySchedule
@@ -17,6 +24,7 @@ from handoff_core.services.delivery import DeliveryService, DeliverySettings
 from handoff_core.services.handoffs import HandoffService
 from handoff_core.services.members import MemberService
 from handoff_core.services.queries import Queries
+from handoff_core.services.streams import StreamService
 
 log = logging.getLogger("handoff.app")
 
@@ -36,14 +44,17 @@ class Services:
     handoffs: HandoffService
     members: MemberService
     queries: Queries
+    streams: StreamService
     delivery: DeliveryService
     dispatch: BackgroundDispatch
     hub: LiveHub
+    guard: StreamGuard
     presence: LivePresence
     ready: Callable[[], Awaitable[bool]]
     closers: list[Callable[[], Awaitable[None]]]
 
     async def close(self) -> None:
+        await self.guard.close()
         await self.dispatch.drain()
         for close in reversed(self.closers):
             try:
@@ -86,16 +97,17 @@ async def _store(
     return db, presence, db.ping, [db.close]
 
 
-async def _hub(settings: Settings) -> LiveHub:
+async def _hub(settings: Settings, uow: UnitOfWorkFactory) -> LiveHub:
     from handoff_push import InProcessHub
 
+    source = LogSource(uow)
     if settings.push_mode == "pg":
         from handoff_push import PgNotifyHub
 
-        hub = PgNotifyHub(settings.database_url)
+        hub = PgNotifyHub(settings.database_url, source)
         await hub.start()
         return hub
-    return InProcessHub()
+    return InProcessHub(source)
 
 
 async def build_services(settings: Settings, *, clock: Clock | None = None) -> Services:
@@ -103,7 +115,7 @@ async def build_services(settings: Settings, *, clock: Clock | None = None) -> S
     from handoff_push import InProcessPresence
 
     uow, db_presence, ready, closers = await _store(settings)
-    hub = await _hub(settings)
+    hub = await _hub(settings, uow)
     closers.append(hub.close)
     presence: LivePresence = db_presence or InProcessPresence()
     mail, close_mail = _mail_sender(settings)
@@ -119,7 +131,6 @@ async def build_services(settings: Settings, *, clock: Clock | None = None) -> S
         uow,
         the_clock,
         mail,
-        hub=hub,
         presence=presence,
         announcer=announcer,
         settings=DeliverySettings(
@@ -149,9 +160,11 @@ async def build_services(settings: Settings, *, clock: Clock | None = None) -> S
         handoffs=container.resolve(HandoffService),
         members=container.resolve(MemberService),
         queries=container.resolve(Queries),
+        streams=StreamService(uow, the_clock),
         delivery=delivery,
         dispatch=dispatch,
         hub=hub,
+        guard=StreamGuard(hub, uow),
         presence=presence,
         ready=ready,
         closers=closers,

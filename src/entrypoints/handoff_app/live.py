@@ -3,36 +3,46 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections import defaultdict
 from collections.abc import Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from handoff_core.model import EventType, TimelineEvent
-from handoff_core.ports import PushEvent
+from handoff_core.ports import UnitOfWorkFactory
 from handoff_core.services.delivery import DeliveryService
+from handoff_core.stream import StreamEvent
 
 log = logging.getLogger("handoff.live")
 
-STREAM_EVENTS = {
-    EventType.SESSION_ESCALATED: "escalation.created",
-    EventType.ESCALATION_CLAIMED: "escalation.claimed",
-    EventType.ESCALATION_WITHDRAWN: "escalation.withdrawn",
-    EventType.ESCALATION_REMINDED: "escalation.reminded",
-}
+STREAM_GUARD_SECONDS = 2.0  # removal reaches open streams within two sweeps (SPEC §10: 5 s)
 
 
 class Inbox(Protocol):
     account_id: str
     member_id: str
+    closed: bool
+    overflowed: bool
 
-    async def next(self, timeout: float) -> PushEvent | None: ...
+    async def next(self, timeout: float) -> StreamEvent | None: ...
+
+    def drain(self) -> None: ...
 
 
 class LiveHub(Protocol):
-    async def publish(self, event: PushEvent) -> None: ...
+    async def publish(self, events: Sequence[StreamEvent]) -> None: ...
 
     def subscribe(self, account_id: str, member_id: str) -> AbstractAsyncContextManager[Inbox]: ...
+
+    async def catch_up(self, account_id: str) -> None: ...
+
+    def listeners(self) -> list[tuple[str, str]]: ...
+
+    def accounts(self) -> list[str]: ...
+
+    def close_member(self, account_id: str, member_id: str) -> int: ...
 
     async def close(self) -> None: ...
 
@@ -47,16 +57,79 @@ class LivePresence(Protocol):
     async def online(self, account_id: str, member_ids: Collection[str]) -> frozenset[str]: ...
 
 
-def stream_payload(event: TimelineEvent) -> dict[str, object]:
-    """The `data:` of a stream event, the same live and on replay from the timeline."""
-    return {
-        "handoff_id": event.handoff_id,
-        "session_id": event.session_id,
-        "problem_summary": event.data.get("problem_summary", ""),
-        "actor_id": event.actor_id,
-        "at": event.at.isoformat(),
-        **{k: v for k, v in event.data.items() if k in ("round", "engineer_notes")},
-    }
+class LogSource:
+    """The stream log as the relay reads it: through a unit of work of its own, per read."""
+
+    def __init__(self, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    async def head(self, account_id: str) -> int:
+        async with self._uow() as uow:
+            _, head = await uow.stream.bounds(account_id)
+        return head
+
+    async def after(self, account_id: str, after_seq: int, limit: int) -> list[StreamEvent]:
+        async with self._uow() as uow:
+            return await uow.stream.after(account_id, after_seq, limit)
+
+
+class StreamGuard:
+    """Every couple of seconds, while streams are open in this process: ends the streams of
+    members who may no longer be told (removed, deactivated, no longer senior; SPEC §10), and
+    asks the relay to catch up with the log (a notification lost between processes)."""
+
+    def __init__(
+        self, hub: LiveHub, uow: UnitOfWorkFactory, period: float = STREAM_GUARD_SECONDS
+    ) -> None:
+        self._hub = hub
+        self._uow = uow
+        self._period = period
+        self._task: asyncio.Task[None] | None = None
+
+    def ensure_running(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._period)
+            try:
+                if not await self.sweep():
+                    return  # no stream open: the next one starts the guard again
+            except Exception:
+                log.exception("stream guard pass failed")
+
+    async def sweep(self) -> int:
+        """One pass; how many streams were open when it started."""
+        listeners = self._hub.listeners()
+        wanted: dict[str, set[str]] = defaultdict(set)
+        for account_id, member_id in listeners:
+            wanted[account_id].add(member_id)
+        async with self._uow() as uow:
+            for account_id, member_ids in wanted.items():
+                found = {m.id: m for m in await uow.members.get_many(account_id, member_ids)}
+                for member_id in member_ids:
+                    member = found.get(member_id)
+                    if member is None or not member.is_current or not member.is_senior:
+                        closed = self._hub.close_member(account_id, member_id)
+                        log.info(
+                            "closed the streams of a member no longer told",
+                            extra={
+                                "account_id": account_id,
+                                "member_id": member_id,
+                                "streams": closed,
+                            },
+                        )
+        for account_id in self._hub.accounts():
+            await self._hub.catch_up(account_id)
+        return len(listeners)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
 
 
 class BackgroundDispatch:
@@ -88,8 +161,8 @@ class BackgroundDispatch:
 
 
 class ServiceAnnouncer:
-    """After commit: an escalation goes out through its deliveries (push to those online, email to
-    the rest); claims, withdrawals and reminders go to every stream of the account."""
+    """After commit: an escalation's deliveries are sent at once in the background, and every
+    stream event goes to the relay of every process, which hands it to the streams in order."""
 
     def __init__(self, hub: LiveHub, dispatch: BackgroundDispatch | None) -> None:
         self._hub = hub
@@ -98,17 +171,16 @@ class ServiceAnnouncer:
     def attach(self, dispatch: BackgroundDispatch) -> None:
         self._dispatch = dispatch
 
-    async def committed(self, events: Sequence[TimelineEvent]) -> None:
+    async def committed(
+        self, events: Sequence[TimelineEvent], stream: Sequence[StreamEvent] = ()
+    ) -> None:
+        if stream:
+            try:
+                await self._hub.publish(stream)
+            except Exception:
+                # The stream log has them: the relays catch up within a guard period.
+                log.exception("could not publish stream events")
         for event in events:
-            if event.type is EventType.SESSION_ESCALATED:
-                if self._dispatch is not None and event.handoff_id is not None:
-                    self._dispatch.kick(event.account_id, event.handoff_id)
-            elif event.type in STREAM_EVENTS:
-                await self._hub.publish(
-                    PushEvent(
-                        account_id=event.account_id,
-                        type=STREAM_EVENTS[event.type],
-                        data=stream_payload(event),
-                        id=event.id,
-                    )
-                )
+            escalated = event.type is EventType.SESSION_ESCALATED
+            if escalated and self._dispatch is not None and event.handoff_id is not None:
+                self._dispatch.kick(event.account_id, event.handoff_id)

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 from handoff_core.errors import NotAMember, NotFound
 from handoff_core.model import Handoff, Member, Session, TimelineEvent
-from handoff_core.ports import Announcer, UnitOfWork
+from handoff_core.ports import Announcer, PushHub, UnitOfWork
+from handoff_core.stream import StreamEvent
 
 log = logging.getLogger("handoff")
 
@@ -15,8 +16,24 @@ log = logging.getLogger("handoff")
 class SilentAnnouncer:
     """The default: nobody listens."""
 
-    async def committed(self, events: Sequence[TimelineEvent]) -> None:
+    async def committed(
+        self, events: Sequence[TimelineEvent], stream: Sequence[StreamEvent] = ()
+    ) -> None:
         return None
+
+
+class StreamAnnouncer:
+    """Hands every committed stream event to a push hub (what a library user with in-memory
+    adapters wires to watch the stream); the service's own announcer does this and more."""
+
+    def __init__(self, hub: PushHub) -> None:
+        self._hub = hub
+
+    async def committed(
+        self, events: Sequence[TimelineEvent], stream: Sequence[StreamEvent] = ()
+    ) -> None:
+        if stream:
+            await self._hub.publish(stream)
 
 
 async def acting_member(uow: UnitOfWork, account_id: str, actor_id: str) -> Member:
@@ -45,11 +62,15 @@ async def existing_handoff(uow: UnitOfWork, account_id: str, handoff_id: str) ->
     return handoff
 
 
-async def announce(announcer: Announcer, events: Sequence[TimelineEvent]) -> None:
+async def announce(
+    announcer: Announcer,
+    events: Sequence[TimelineEvent],
+    stream: Sequence[StreamEvent] = (),
+) -> None:
     """After commit: the change stands whatever a listener does, so a listener's error is logged."""
-    if not events:
+    if not events and not stream:
         return
     try:
-        await announcer.committed(events)
+        await announcer.committed(events, stream)
     except Exception:
         log.exception("announcer failed", extra={"events": [e.type.value for e in events]})

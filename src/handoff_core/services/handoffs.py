@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -17,6 +18,8 @@ from handoff_core.errors import (
 )
 from handoff_core.model import (
     NOTES_MAX,
+    Channel,
+    Delivery,
     EscalationPolicy,
     EventType,
     Handoff,
@@ -36,6 +39,12 @@ from handoff_core.services.common import (
     existing_handoff,
     existing_session,
     log,
+)
+from handoff_core.stream import (
+    StreamEvent,
+    escalation_claimed,
+    escalation_created,
+    escalation_withdrawn,
 )
 
 IDEMPOTENCY_KEY_MAX = 200
@@ -113,10 +122,28 @@ class HandoffService:
             eligible = await uow.members.eligible(account_id, policy.roles)
         return await self._online(account_id, [m.id for m in eligible if m.id != actor_id])
 
-    async def _commit(self, uow: UnitOfWork, events: list[TimelineEvent]) -> list[TimelineEvent]:
-        stored = [await uow.timeline.add(e) for e in events]
+    async def _commit(
+        self,
+        uow: UnitOfWork,
+        events: list[TimelineEvent],
+        stream: Sequence[StreamEvent] = (),
+        *,
+        deliveries: Sequence[Delivery] = (),
+    ) -> list[TimelineEvent]:
+        """Write the events, then the stream events last (they hold the account's sequence until
+        commit), then the deliveries that point at them; commit, and announce what committed."""
+        stored = await uow.timeline.add_many(events)
+        streamed = await uow.stream.append(stream) if stream else []
+        if deliveries:
+            seq = streamed[0].seq if streamed else None
+            await uow.deliveries.add_many(
+                [
+                    attrs.evolve(d, stream_seq=seq) if d.channel is Channel.PUSH else d
+                    for d in deliveries
+                ]
+            )
         await uow.commit()
-        await announce(self._announcer, stored)
+        await announce(self._announcer, stored, streamed)
         return stored
 
     # --- sessions ---------------------------------------------------------------------------
@@ -301,8 +328,12 @@ class HandoffService:
             await uow.handoffs.add(handoff)
             await uow.sessions.update(session)
             if intent is Intent.ESCALATE:
-                await uow.deliveries.add_many(deliveries)
-            await self._commit(uow, [event])
+                told = sorted({d.recipient_id for d in deliveries})
+                await self._commit(
+                    uow, [event], [escalation_created(handoff, told)], deliveries=deliveries
+                )
+            else:
+                await self._commit(uow, [event])
             return handoff
 
     async def resume(self, account_id: str, actor_id: str, session_id: str) -> Session:
@@ -354,7 +385,8 @@ class HandoffService:
             session = await existing_session(uow, account_id, handoff.session_id)
             session.hand_to(actor, now)
             await uow.sessions.update(session)
-            await uow.deliveries.cancel_pending(account_id, handoff_id, (NoticeKind.REMINDER,), now)
+            # Nobody is asked to take what was taken (SPEC §11): no unsent notice goes.
+            await uow.deliveries.cancel_pending(account_id, handoff_id, tuple(NoticeKind), now)
             await self._commit(
                 uow,
                 [
@@ -368,6 +400,7 @@ class HandoffService:
                         time_to_claim_s=(now - handoff.created_at).total_seconds(),
                     ),
                 ],
+                [escalation_claimed(handoff, actor.id, now)],
             )
             return handoff
 
@@ -398,5 +431,6 @@ class HandoffService:
                         problem_summary=session.problem_summary,
                     ),
                 ],
+                [escalation_withdrawn(handoff, actor.id, now)],
             )
             return handoff

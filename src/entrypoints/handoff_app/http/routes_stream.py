@@ -1,8 +1,10 @@
-"""The live stream of a senior's account: escalations raised, claimed, withdrawn and reminded.
+"""The live stream of a senior's account (SPEC §10), and marking what it showed as seen.
 
-An open stream makes its member online (SPEC §5), so escalations reach them here instead of by
-email. The subscription is in place before presence is announced, so no push can slip between
-them; a reconnecting client names the last event it saw and the timeline replays the rest.
+Every event comes from the account's stream log, numbered in commit order: the stream first
+sends `stream.ready` with the position it continues from, then what the caller missed after
+`Last-Event-ID` (or `stream.reset` when that cannot be given whole), then live events, skipping
+any it already sent. An open stream makes its member online (SPEC §5); the subscription is in
+place before presence is announced and before the position is read, so nothing slips between.
 """
 
 from __future__ import annotations
@@ -13,103 +15,102 @@ from contextlib import AsyncExitStack
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Receive, Scope, Send
 
 from handoff_app.container import Services
-from handoff_app.http.auth import Caller, ServicesDep, SettingsDep, StreamCallerDep
+from handoff_app.http.auth import CallerDep, ServicesDep, SettingsDep, StreamCaller, StreamCallerDep
 from handoff_app.http.errors import documented
-from handoff_app.live import STREAM_EVENTS, Inbox, stream_payload
+from handoff_app.http.schemas import SeenIn
+from handoff_app.live import Inbox
 from handoff_app.settings import Settings
-from handoff_core.errors import ValidationError
-from handoff_core.model import EventType
+from handoff_core.services.streams import parse_event_id
+from handoff_core.stream import READY, RESET, StreamEvent, StreamEventType
 
 router = APIRouter(tags=["stream"])
 
-REPLAY_TYPES = [t.value for t in STREAM_EVENTS]
-REPLAY_PAGE = 200
-REPLAY_MAX = 2000
 RECONNECT_MS = 3000
-EVENT_ID_MAX = 2**63 - 1  # what a store's integer key can hold
 PRESENCE_TTL_BEATS = 3  # presence outlives a few missed heartbeats, not a dead process
 
 STREAM_DOC = {
     "description": (
-        "Server-sent events. `event:` is escalation.created, escalation.claimed, "
-        "escalation.withdrawn or escalation.reminded; `id:` the timeline event id; `data:` JSON "
-        "with handoff_id, session_id, problem_summary, actor_id, at. A comment line is sent "
-        "every heartbeat."
+        "Server-sent events, each with `id:` (a decimal integer from one sequence per account, "
+        "in commit order) and `data:` JSON.\n\n"
+        "- `stream.ready` first: `id:` the position the stream continues from, "
+        '`data: {"position": N}`.\n'
+        "- `escalation.created` (to its recipients), `escalation.claimed` and "
+        "`escalation.withdrawn` (to every senior), `escalation.reminded` (to those reminded): "
+        "`data` has `handoff_id`, `session_id`, `problem_summary`, `actor_id`, `at`; created and "
+        "reminded add `engineer_notes`, reminded `round`, claimed `claimed_by`.\n"
+        "- `stream.reset`: the `Last-Event-ID` cannot be replayed whole; reload the queue "
+        "(`GET /escalations?status=open`) and carry on.\n\n"
+        "A comment line is sent every heartbeat. Reconnect with `Last-Event-ID` to get what was "
+        "missed; mark what was shown with `POST /escalations/seen`."
     ),
     "content": {"text/event-stream": {"schema": {"type": "string"}}},
 }
 
 
-def _event(type: str, id: int | None, data: dict[str, Any]) -> ServerSentEvent:
+def _sse(type: str, id: int, data: dict[str, Any]) -> ServerSentEvent:
     return ServerSentEvent(
-        data=json.dumps(data, separators=(",", ":"), default=str),
+        data=json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str),
         event=type,
-        id=None if id is None else str(id),
+        id=str(id),
     )
 
 
-def _last_seen(raw: str | None) -> int | None:
-    if raw is None or raw == "":
-        return None
-    if not raw.isascii() or not raw.isdigit() or int(raw) > EVENT_ID_MAX:
-        raise ValidationError("Last-Event-ID", "must be an event id the stream sent")
-    return int(raw)
-
-
-async def _missed(services: Services, caller: Caller, after: int) -> list[ServerSentEvent]:
-    """What the caller's account streamed after `after`, from the timeline, oldest first.
-
-    The caller's own escalations were never pushed to them, so they are not replayed either.
-    """
-    found: list[ServerSentEvent] = []
-    cursor = after
-    while len(found) < REPLAY_MAX:
-        async with services.uow() as uow:
-            page = await uow.timeline.after(caller.account_id, cursor, REPLAY_TYPES, REPLAY_PAGE)
-        for event in page:
-            cursor = max(cursor, event.id or cursor)
-            kind = EventType(event.type)
-            if kind is EventType.SESSION_ESCALATED and event.actor_id == caller.member_id:
-                continue
-            found.append(_event(STREAM_EVENTS[kind], event.id, stream_payload(event)))
-        if len(page) < REPLAY_PAGE:
-            break
-    return found
+def _event(event: StreamEvent) -> ServerSentEvent:
+    return _sse(StreamEventType(event.type).value, event.seq or 0, dict(event.data))
 
 
 async def _events(
     services: Services,
     settings: Settings,
-    caller: Caller,
+    caller: StreamCaller,
     after: int | None,
     inbox: Inbox,
     stream_id: str,
 ) -> AsyncIterator[ServerSentEvent]:
+    account_id, member_id = caller.account_id, caller.member_id
     beat = settings.heartbeat_seconds
-    yield ServerSentEvent(comment="online", retry=RECONNECT_MS)
-    replayed: set[str] = set()
-    if after is not None:
-        for missed in await _missed(services, caller, after):
-            if missed.id is not None:
-                replayed.add(missed.id)
-            yield missed
+    if after is None:
+        last = await services.streams.position(account_id)
+        yield _sse(READY, last, {"position": last})
+    else:
+        yield _sse(READY, after, {"position": after})
+        replay = await services.streams.replay(account_id, member_id, after)
+        if replay.reset:
+            last = replay.position
+            yield _sse(RESET, last, {"position": last, "reason": "cannot replay from this id"})
+        else:
+            last = after
+            for missed in replay.events:
+                yield _event(missed)
+                last = missed.seq or last
+            last = max(last, replay.position)
     next_beat = anyio.current_time() + beat
-    while True:
+    while not inbox.closed:
+        if inbox.overflowed:  # too slow to read live: catch up from the log instead
+            inbox.drain()
+            replay = await services.streams.replay(account_id, member_id, last)
+            if replay.reset:
+                last = replay.position
+                yield _sse(RESET, last, {"position": last, "reason": "fell too far behind"})
+            for missed in replay.events:
+                if (missed.seq or 0) > last:
+                    yield _event(missed)
+                    last = missed.seq or last
+            continue
         pushed = await inbox.next(max(0.0, next_beat - anyio.current_time()))
         if anyio.current_time() >= next_beat:
             await services.presence.heartbeat(stream_id, beat * PRESENCE_TTL_BEATS)
             yield ServerSentEvent(comment="heartbeat")
             next_beat = anyio.current_time() + beat
-        if pushed is None or pushed.account_id != caller.account_id:
+        if pushed is None or (pushed.seq or 0) <= last:
             continue
-        if pushed.id is not None and str(pushed.id) in replayed:
-            continue
-        yield _event(pushed.type, pushed.id, dict(pushed.data))
+        yield _event(pushed)
+        last = pushed.seq or last
 
 
 async def _nothing() -> AsyncIterator[ServerSentEvent]:
@@ -120,11 +121,12 @@ async def _nothing() -> AsyncIterator[ServerSentEvent]:
 class LiveStream(EventSourceResponse):
     """Sends its headers only once the subscription and then presence are in place, so a client
     that sees 200 is already online and no push can slip between them; however the response
-    ends (client gone, server stopping, an error), presence is left and the subscription undone.
+    ends (client gone, member removed, server stopping, an error), presence is left and the
+    subscription undone.
     """
 
     def __init__(
-        self, services: Services, settings: Settings, caller: Caller, after: int | None
+        self, services: Services, settings: Settings, caller: StreamCaller, after: int | None
     ) -> None:
         super().__init__(_nothing(), ping=0)
         self._services = services
@@ -140,6 +142,7 @@ class LiveStream(EventSourceResponse):
             inbox = await cleanup.enter_async_context(
                 services.hub.subscribe(caller.account_id, caller.member_id)
             )
+            services.guard.ensure_running()
             stream_id = await services.presence.enter(caller.account_id, caller.member_id, ttl)
             cleanup.push_async_callback(services.presence.leave, stream_id)
             self.body_iterator = _events(
@@ -170,5 +173,21 @@ async def stream(
     ] = None,
 ) -> LiveStream:
     caller.require_senior()
-    after = _last_seen(last_event_id)
+    after = None if not last_event_id else parse_event_id("Last-Event-ID", last_event_id)
     return LiveStream(services, settings, caller, after)
+
+
+@router.post(
+    "/escalations/seen",
+    status_code=204,
+    response_class=Response,
+    summary="Mark every push to the caller up to a stream event id as seen",
+    description=(
+        "Pushes not marked seen within the policy's `push_confirm_seconds` are emailed as well. "
+        "Send the `id:` of the last stream event the client showed."
+    ),
+    responses=documented(401, 422, 503),
+)
+async def seen(body: SeenIn, caller: CallerDep, services: ServicesDep) -> Response:
+    await services.streams.mark_seen(caller.account_id, caller.member_id, body.last_event_id)
+    return Response(status_code=204)

@@ -13,11 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 
 from handoff_core.model import (
     DEFAULT_MAX_REMINDERS,
+    DEFAULT_PUSH_CONFIRM_SECONDS,
     DEFAULT_REMIND_AFTER_SECONDS,
     EMAIL_MAX,
     MAX_REMINDERS_LIMIT,
     NAME_MAX,
     NOTES_MAX,
+    PUSH_CONFIRM_MAX_SECONDS,
     REMIND_AFTER_MAX_SECONDS,
     REMIND_AFTER_MIN_SECONDS,
     SUMMARY_MAX,
@@ -111,6 +113,18 @@ class PolicyIn(Body):
         le=REMIND_AFTER_MAX_SECONDS,
     )
     max_reminders: StrictInt = Field(default=DEFAULT_MAX_REMINDERS, ge=0, le=MAX_REMINDERS_LIMIT)
+    push_confirm_seconds: StrictInt = Field(
+        default=DEFAULT_PUSH_CONFIRM_SECONDS,
+        ge=0,
+        le=PUSH_CONFIRM_MAX_SECONDS,
+        description="A push not marked seen within this many seconds is emailed as well; 0: never",
+    )
+
+
+class SeenIn(Body):
+    last_event_id: StrictStr = Field(
+        min_length=1, max_length=19, description="The `id:` of the last stream event shown"
+    )
 
 
 # --- resources ----------------------------------------------------------------------------------
@@ -151,6 +165,7 @@ class PolicyOut(BaseModel):
     email_online_too: bool
     remind_after_seconds: int
     max_reminders: int
+    push_confirm_seconds: int
 
     @classmethod
     def of(cls, p: EscalationPolicy) -> PolicyOut:
@@ -236,6 +251,7 @@ class DeliveryOut(BaseModel):
     last_error: str | None
     sent_at: datetime | None
     message_id: str
+    seen_at: datetime | None = Field(description="A push: when its recipient marked it seen")
 
     @classmethod
     def of(cls, d: Delivery) -> DeliveryOut:
@@ -252,6 +268,7 @@ class DeliveryOut(BaseModel):
             last_error=d.last_error,
             sent_at=utc_or_none(d.sent_at),
             message_id=d.message_id,
+            seen_at=utc_or_none(d.seen_at),
         )
 
 

@@ -1,0 +1,299 @@
+"""The send pipeline: lease a batch of the outbox, decide what may still go, send, record.
+
+Nothing here holds a unit of work open while it talks to SMTP or asks for presence: deliveries
+are leased in one transaction, sent with none open, and their outcomes recorded in another.
+What may still go is decided after the lease, at send time (SPEC §10, §11): a notice of an
+escalation that was claimed or withdrawn is cancelled, and so is one to a member removed,
+deactivated or no longer in the policy's roles.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import timedelta
+
+from attrs import define, field
+
+from handoff_core.model import (
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    EscalationPolicy,
+    EventType,
+    Handoff,
+    HandoffStatus,
+    Member,
+    NoticeKind,
+    TimelineEvent,
+)
+from handoff_core.notice import Notice, NoticeBody, address, compose
+from handoff_core.policy import IdFactory, fallback_email, new_id, still_told
+from handoff_core.ports import (
+    Announcer,
+    Clock,
+    MailSender,
+    Presence,
+    SendOutcome,
+    UnitOfWorkFactory,
+)
+from handoff_core.retry import RetrySchedule
+from handoff_core.services.common import announce
+
+log = logging.getLogger("handoff.delivery")
+
+OUTCOME_EVENTS = {
+    DeliveryStatus.SENT: EventType.DELIVERY_SENT,
+    DeliveryStatus.FAILED: EventType.DELIVERY_FAILED,
+    DeliveryStatus.DEAD: EventType.DELIVERY_DEAD,
+}
+FELL_BACK = "recipient had no live stream; sent by email instead"
+EMAILED_ANYWAY = "recipient had no live stream; the email sent with this push reaches them"
+GONE = "the handoff no longer exists"
+CLOSED = "the escalation was {status} before this was sent"
+NOT_TOLD = "the recipient is no longer a member the policy tells"
+
+
+@define
+class DeliverySettings:
+    """How the outbox is sent. `public_url` is the base of the claim link (SPEC §5); the rest
+    tune the worker: seconds a lease lasts, deliveries per worker batch, batches of one
+    escalation in flight at once, and deliveries per batch right after a commit."""
+
+    public_url: str = "http://localhost:8000"
+    retry: RetrySchedule = field(factory=RetrySchedule)
+    lease_seconds: float = 300.0
+    batch_size: int = 100
+    lanes: int = 2  # batches of one escalation in flight at once: one sends while one records
+    dispatch_batch_size: int = 500  # right after commit: larger batches, fewer round trips
+
+
+@define
+class _Batch:
+    """What sending one batch needs to know, read in one short unit of work after the lease."""
+
+    handoffs: dict[str, Handoff] = field(factory=dict)
+    members: dict[tuple[str, str], Member] = field(factory=dict)
+    policies: dict[str, EscalationPolicy] = field(factory=dict)
+
+
+class Sender:
+    """Leases, sends and records batches of deliveries; see the module's docstring."""
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        mail: MailSender,
+        presence: Presence | None,
+        announcer: Announcer,
+        settings: DeliverySettings,
+        worker_id: str,
+        make_id: IdFactory,
+    ) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._mail = mail
+        self._presence = presence
+        self._announcer = announcer
+        self._settings = settings
+        self._worker_id = worker_id
+        self._make_id = make_id
+        self.held: set[str] = set()  # lease tokens taken and not yet recorded
+
+    async def lease(
+        self,
+        *,
+        account_id: str | None = None,
+        handoff_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[Delivery]:
+        """Take a batch under a token of its own: an outcome is recorded only by the holder of
+        that very lease, so a batch that outlived its lease and was taken again (even by this
+        process) cannot be recorded twice."""
+        now = self._clock.now()
+        token = f"{self._worker_id}/{new_id()[:12]}"
+        self.held.add(token)
+        async with self._uow() as uow:
+            leased = await uow.deliveries.lease_due(
+                now,
+                owner=token,
+                until=now + timedelta(seconds=self._settings.lease_seconds),
+                limit=limit or self._settings.batch_size,
+                account_id=account_id,
+                handoff_id=handoff_id,
+            )
+            await uow.commit()
+        if not leased:
+            self.held.discard(token)
+        return leased
+
+    async def deliver(self, leased: Sequence[Delivery]) -> int:
+        """Send a leased batch and record it; how many were sent."""
+        batch = await self._context(leased)
+        emails: list[Delivery] = []
+        pushes: list[Delivery] = []
+        for d in leased:
+            if self._still_due(d, batch):
+                (pushes if d.channel is Channel.PUSH else emails).append(d)
+        fallbacks = await self._push(pushes, batch)
+        await self._email(emails, batch)
+        return await self._record(leased, batch, fallbacks)
+
+    async def _context(self, leased: Sequence[Delivery]) -> _Batch:
+        """The handoffs, recipients, escalators and account policies of a batch, read once."""
+        batch = _Batch()
+        wanted: dict[str, set[str]] = defaultdict(set)
+        async with self._uow() as uow:
+            for d in leased:
+                wanted[d.account_id].add(d.recipient_id)
+                if d.handoff_id in batch.handoffs:
+                    continue
+                handoff = await uow.handoffs.get(d.account_id, d.handoff_id)
+                if handoff is not None:
+                    batch.handoffs[d.handoff_id] = handoff
+                    wanted[d.account_id].add(handoff.created_by)
+            for account_id, member_ids in wanted.items():
+                for member in await uow.members.get_many(account_id, member_ids):
+                    batch.members[(account_id, member.id)] = member
+                batch.policies[account_id] = (
+                    await uow.policies.get(account_id) or EscalationPolicy()
+                )
+        return batch
+
+    def _still_due(self, d: Delivery, batch: _Batch) -> bool:
+        """Cancel, with the reason, what must not go any more; True for what may."""
+        handoff = batch.handoffs.get(d.handoff_id)
+        if handoff is None:
+            d.mark_cancelled(GONE)
+        elif handoff.status is not HandoffStatus.OPEN:
+            d.mark_cancelled(CLOSED.format(status=handoff.status.value))
+        elif not still_told(
+            handoff,
+            batch.members.get((d.account_id, d.recipient_id)),
+            batch.policies[d.account_id],
+        ):
+            d.mark_cancelled(NOT_TOLD)
+        else:
+            return True
+        return False
+
+    async def _push(self, pushes: list[Delivery], batch: _Batch) -> dict[str, Delivery]:
+        """A push is on its way once its recipient has a live stream: the event itself reaches
+        the stream from the stream log. Nobody online: the push is cancelled and an email takes
+        its place (by the push delivery it replaces)."""
+        fallbacks: dict[str, Delivery] = {}
+        by_account: dict[str, list[Delivery]] = defaultdict(list)
+        for d in pushes:
+            by_account[d.account_id].append(d)
+        for account_id, group in by_account.items():
+            online: frozenset[str] = frozenset()
+            if self._presence is not None:
+                try:
+                    online = await self._presence.online(
+                        account_id, [d.recipient_id for d in group]
+                    )
+                except Exception:
+                    log.exception("presence lookup failed; falling back to email")
+            now = self._clock.now()
+            for d in group:
+                policy = batch.handoffs[d.handoff_id].policy or EscalationPolicy()
+                if d.recipient_id in online:
+                    confirm = 0 if policy.email_online_too else policy.push_confirm_seconds
+                    d.mark_pushed(now, confirm)
+                elif policy.email_online_too:
+                    d.mark_cancelled(EMAILED_ANYWAY)  # a fallback would be a second email
+                else:
+                    d.mark_cancelled(FELL_BACK)
+                    fallbacks[d.id] = fallback_email(d, now, self._make_id)
+        return fallbacks
+
+    async def _email(self, emails: list[Delivery], batch: _Batch) -> None:
+        if not emails:
+            return
+        bodies: dict[tuple[str, NoticeKind, int], NoticeBody] = {}
+        notices: list[Notice] = []
+        for d in emails:
+            key = (d.handoff_id, d.kind, d.round)
+            if key not in bodies:
+                handoff = batch.handoffs[d.handoff_id]
+                escalator = batch.members.get((d.account_id, handoff.created_by))
+                bodies[key] = compose(
+                    handoff, escalator, self._settings.public_url, d.kind, d.round
+                )
+            recipient = batch.members.get((d.account_id, d.recipient_id))
+            notices.append(address(d, recipient.name if recipient else "", bodies[key]))
+        try:
+            outcomes: Sequence[SendOutcome] = await self._mail.send(notices)
+        except Exception as exc:
+            log.warning("mail batch failed", extra={"error": repr(exc), "count": len(notices)})
+            outcomes = [SendOutcome(n.delivery_id, ok=False, error=repr(exc)) for n in notices]
+        by_id = {o.delivery_id: o for o in outcomes}
+        when = self._clock.now()
+        retry = self._settings.retry
+        for d in emails:
+            outcome = by_id.get(d.id) or SendOutcome(d.id, ok=False, error="no outcome reported")
+            if outcome.ok:
+                d.mark_sent(when)
+            elif outcome.permanent:
+                d.mark_refused(outcome.error or "refused")
+            else:
+                attempts = d.attempts + 1
+                retry_at = None if retry.exhausted(attempts) else when + retry.delay(attempts)
+                d.mark_deferred(outcome.error or "temporary failure", retry_at)
+
+    async def _record(
+        self, leased: Sequence[Delivery], batch: _Batch, fallbacks: dict[str, Delivery]
+    ) -> int:
+        at = self._clock.now()
+        async with self._uow() as uow:
+            recorded = await uow.deliveries.record_many(leased)
+            lost = [d.id for d in leased if d.id not in recorded]
+            if lost:
+                log.warning(
+                    "lease lost before the outcome was recorded",
+                    extra={"delivery_ids": lost, "worker": self._worker_id},
+                )
+            outcomes = []
+            for d in leased:
+                event_type = OUTCOME_EVENTS.get(d.status)
+                handoff = batch.handoffs.get(d.handoff_id)
+                if d.id in recorded and event_type is not None and handoff is not None:
+                    outcomes.append(
+                        TimelineEvent(
+                            account_id=d.account_id,
+                            session_id=handoff.session_id,
+                            type=event_type,
+                            at=at,
+                            handoff_id=d.handoff_id,
+                            data={
+                                "delivery_id": d.id,
+                                "recipient_id": d.recipient_id,
+                                "channel": d.channel.value,
+                                "kind": d.kind.value,
+                                "attempts": d.attempts,
+                                "error": d.last_error,
+                            },
+                        )
+                    )
+            events = await uow.timeline.add_many(outcomes)
+            # A push whose lease was lost (cancelled by a claim or withdraw meanwhile, or taken
+            # by another worker) is not ours to replace: no fallback email for it.
+            kept = [f for push_id, f in fallbacks.items() if push_id in recorded]
+            if kept:
+                await uow.deliveries.add_many(kept)
+            await uow.commit()
+        self.held.difference_update({d.leased_by for d in leased if d.leased_by})
+        await announce(self._announcer, events)
+        return sum(1 for d in leased if d.status is DeliveryStatus.SENT)
+
+    async def release(self) -> int:
+        """Give back every lease this sender holds and has not recorded yet."""
+        released = 0
+        async with self._uow() as uow:
+            for token in list(self.held):
+                released += await uow.deliveries.release(token)
+            await uow.commit()
+        self.held.clear()
+        return released
