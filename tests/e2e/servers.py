@@ -130,6 +130,7 @@ class EventStream:
 
     def __init__(self, response: httpx.Response) -> None:
         self.response = response
+        self.ready = Sse()
         self._queue: asyncio.Queue[Sse] = asyncio.Queue()
         self._task = asyncio.create_task(self._read())
 
@@ -191,7 +192,8 @@ async def open_stream(
     query_token: bool = False,
     last_event_id: str | None = None,
 ) -> AsyncIterator[EventStream]:
-    """Connect to the stream and wait for its first comment: from then on the member is online."""
+    """Connect to the stream and wait for its first event, `stream.ready` (kept as `.ready`): from
+    then on the member is online."""
     headers: dict[str, str] = {}
     params: dict[str, str] = {}
     if token is not None and query_token:
@@ -209,7 +211,8 @@ async def open_stream(
         stream = EventStream(r)
         try:
             first = await stream.next(comments=True)
-            assert first.comment == "online", first
+            assert first.event == "stream.ready", first
+            stream.ready = first
             yield stream
         finally:
             await stream.close()

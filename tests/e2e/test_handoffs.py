@@ -159,6 +159,7 @@ async def test_deliveries_are_listed_per_recipient_and_channel(api: Api) -> None
         "last_error",
         "sent_at",
         "message_id",
+        "seen_at",
     }
     assert (d["kind"], d["status"], d["attempts"], d["handoff_id"]) == (
         "escalation",

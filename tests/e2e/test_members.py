@@ -99,6 +99,7 @@ async def test_the_policy_reads_as_the_default_until_set(api: Api) -> None:
         "email_online_too": False,
         "remind_after_seconds": 600,
         "max_reminders": 2,
+        "push_confirm_seconds": 30,
     }
 
 
@@ -110,7 +111,12 @@ async def test_an_owner_sets_the_policy_and_new_escalations_follow_it(
         "PUT",
         "/escalation-policy",
         OLGA,
-        json={"roles": ["owner"], "remind_after_seconds": 120, "max_reminders": 1},
+        json={
+            "roles": ["owner"],
+            "remind_after_seconds": 120,
+            "max_reminders": 1,
+            "push_confirm_seconds": 0,
+        },
     )
     assert put.status_code == 200
     assert put.json() == {
@@ -118,6 +124,7 @@ async def test_an_owner_sets_the_policy_and_new_escalations_follow_it(
         "email_online_too": False,
         "remind_after_seconds": 120,
         "max_reminders": 1,
+        "push_confirm_seconds": 0,
     }
     assert (await api.call("GET", "/escalation-policy", ERIN)).json() == put.json()
 
@@ -150,6 +157,8 @@ async def test_only_admins_and_owners_set_the_policy(api: Api, who: tuple[str, s
         ({"remind_after_seconds": 0}, "body.remind_after_seconds"),
         ({"max_reminders": 51}, "body.max_reminders"),
         ({"max_reminders": "2"}, "body.max_reminders"),
+        ({"push_confirm_seconds": -1}, "body.push_confirm_seconds"),
+        ({"push_confirm_seconds": "30"}, "body.push_confirm_seconds"),
         ({"roles": []}, "body.roles"),
         ({"roles": ["viewer"]}, "roles"),
         ({"email_online_too": 1}, "body.email_online_too"),

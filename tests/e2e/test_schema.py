@@ -42,6 +42,7 @@ SPEC_ROUTES = {
     ("get", "/api/v1/handoffs/{handoff_id}/deliveries"),
     ("get", "/api/v1/escalations"),
     ("get", "/api/v1/escalations/stream"),
+    ("post", "/api/v1/escalations/seen"),
     ("get", "/api/v1/analytics/escalations"),
     ("get", "/api/v1/escalation-policy"),
     ("put", "/api/v1/escalation-policy"),

@@ -139,6 +139,8 @@ async def _stream(url: str, account: str, member: str) -> AsyncIterator[asyncio.
     task = asyncio.create_task(read())
     try:
         await asyncio.wait_for(opened.wait(), WAIT)
+        ready = await asyncio.wait_for(events.get(), WAIT)
+        assert ready["event"] == "stream.ready", ready
         yield events
     finally:
         task.cancel()

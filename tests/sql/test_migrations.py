@@ -19,7 +19,17 @@ from handoff_sql import (
 )
 from handoff_sql.tables import metadata
 
-TABLES = {"members", "sessions", "handoffs", "deliveries", "timeline", "policies", "presence"}
+TABLES = {
+    "members",
+    "sessions",
+    "handoffs",
+    "deliveries",
+    "timeline",
+    "policies",
+    "presence",
+    "stream_heads",
+    "stream_events",
+}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -55,7 +65,7 @@ async def _indexes(url: str) -> dict[str, list[list[Any]]]:
         await db.close()
 
 
-async def test_the_initial_migration_creates_every_table_and_agrees_with_the_models(
+async def test_the_migrations_create_every_table_and_agree_with_the_models(
     empty_url: str,
 ) -> None:
     assert await current(empty_url) is None

@@ -6,6 +6,7 @@ import pytest
 
 from handoff_core import DeliveryService, HandoffService, MemberService
 from handoff_core.model import Channel
+from handoff_core.services.common import StreamAnnouncer
 from handoff_memory import ManualClock, RecordingMailSender, RecordingPushHub
 from handoff_sql import SqlDatabase
 
@@ -89,8 +90,8 @@ async def test_escalation_pushes_to_those_online_and_emails_the_rest(sql_db: Sql
         )
     await presence.enter("acme", "bob", 60)
     hub, mail = RecordingPushHub(), RecordingMailSender()
-    service = HandoffService(sql_db, clock, presence=presence)
-    delivery = DeliveryService(sql_db, clock, mail, hub=hub, presence=presence)
+    service = HandoffService(sql_db, clock, presence=presence, announcer=StreamAnnouncer(hub))
+    delivery = DeliveryService(sql_db, clock, mail, presence=presence)
     session = await service.start_session("acme", "alice", "printer")
     handoff = await service.escalate("acme", "alice", session.id, "help")
     async with sql_db() as uow:
@@ -100,5 +101,7 @@ async def test_escalation_pushes_to_those_online_and_emails_the_rest(sql_db: Sql
         ("carol", Channel.EMAIL),
     }
     assert await delivery.dispatch("acme", handoff.id) == 2
-    assert [e.data["handoff_id"] for e in hub.received_by("acme", "bob")] == [handoff.id]
+    assert [(e.seq, e.data["handoff_id"]) for e in hub.received_by("acme", "bob")] == [
+        (1, handoff.id)
+    ]
     assert sorted(mail.sent) == ["carol@acme.test"]

@@ -81,6 +81,7 @@ class Sabotaged:
         self.deliveries = self._uow.deliveries
         self.timeline = self._uow.timeline
         self.policies = self._uow.policies
+        self.stream = self._uow.stream
 
     async def __aenter__(self) -> Self:
         await self._uow.__aenter__()

@@ -162,7 +162,8 @@ async def _demo(folder: Path) -> None:
             _read_stream(http, sam_token, events, connected)
         )
         await asyncio.wait_for(connected.wait(), WAIT_SECONDS)
-        await asyncio.sleep(0.2)
+        ready = await asyncio.wait_for(events.get(), WAIT_SECONDS)
+        _say(f"   first event: {ready['event']} id={ready.get('id')} (where the stream stands)")
 
         _say("\n3. Eve works a session, then escalates it")
         session = _check(
@@ -195,6 +196,9 @@ async def _demo(folder: Path) -> None:
             f"\n4. Sam's stream got: event={pushed['event']} id={pushed.get('id')} "
             f"summary={data['problem_summary']!r}"
         )
+        seen = {"last_event_id": pushed.get("id", "0")}
+        _check(await http.post("/api/v1/escalations/seen", json=seen, headers=auth("sam")), 204)
+        _say("   Sam's app marks it seen (POST /api/v1/escalations/seen), so no email follows")
 
         messages = await _wait_for_mail(folder / "mail", 3)
         _say(f"\n5. The offline seniors got email ({folder / 'mail'}):")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from attrs import frozen
 
-from handoff_core.errors import ValidationError
+from handoff_core.errors import Forbidden, ValidationError
 from handoff_core.ports import Clock, UnitOfWorkFactory
 from handoff_core.services.common import acting_member
 from handoff_core.stream import StreamEvent
@@ -84,12 +84,15 @@ class StreamService:
         """Mark seen every push to `member_id` up to stream id `last_event_id` (SPEC §10), so no
         email follows them; how many pushes it marked.
 
-        Raises ValidationError("last_event_id") for an id the stream could not have sent, and
-        NotAMember for a caller who is not a current member of the account."""
+        Raises ValidationError("last_event_id") for an id the stream could not have sent,
+        NotAMember for a caller who is not a current member of the account, and Forbidden for a
+        viewer (who has no stream)."""
         up_to = parse_event_id("last_event_id", last_event_id)
         now = self._clock.now()
         async with self._uow() as uow:
-            await acting_member(uow, account_id, member_id)
+            member = await acting_member(uow, account_id, member_id)
+            if not member.is_senior:
+                raise Forbidden(f"member {member_id} is a viewer and has no stream")
             marked = await uow.deliveries.mark_seen(account_id, member_id, up_to, now)
             await uow.commit()
         return marked

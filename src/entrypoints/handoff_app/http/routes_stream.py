@@ -181,12 +181,12 @@ async def stream(
     "/escalations/seen",
     status_code=204,
     response_class=Response,
-    summary="Mark every push to the caller up to a stream event id as seen",
+    summary="Mark every push to the caller (a senior) up to a stream event id as seen",
     description=(
         "Pushes not marked seen within the policy's `push_confirm_seconds` are emailed as well. "
         "Send the `id:` of the last stream event the client showed."
     ),
-    responses=documented(401, 422, 503),
+    responses=documented(401, 403, 413, 422, 503),
 )
 async def seen(body: SeenIn, caller: CallerDep, services: ServicesDep) -> Response:
     await services.streams.mark_seen(caller.account_id, caller.member_id, body.last_event_id)
