@@ -38,6 +38,7 @@ def check_address(address: str) -> str:
             allow_domain_literal=False,
             allow_display_name=False,
             allow_empty_local=False,
+            strict=True,  # the 64-octet limit on local parts, which relays enforce
         )
     except EmailNotValidError as exc:
         raise ValidationError("email", f"{text!r} cannot be sent to: {exc}") from None
