@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 from tests.e2e.conftest import make_settings, prepared
 from tests.e2e.people import API, bearer
 from tests.e2e.servers import serving
 
 from handoff_app.http import create_app
+from handoff_app.http.limits import BodyLimit
 from handoff_app.settings import Settings
 
 BIG = 3 * 1024 * 1024
@@ -162,3 +164,39 @@ async def test_after_a_refused_body_read_whole_the_connection_serves_the_next_re
         writer.close()
 
     assert statuses == [413, 200]
+
+
+async def _ok(scope: Scope, receive: Receive, send: Send) -> None:
+    """An app that answers 200 to whatever reaches it (and starts and stops as uvicorn asks)."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def _status_after(port: int, head: bytes, body: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head + body)
+        await writer.drain()
+        async with asyncio.timeout(5):
+            return (await reader.readline()).split()[1]
+    finally:
+        writer.close()
+
+
+async def test_a_body_declared_larger_than_is_ever_drained_is_refused_at_once() -> None:
+    limited = BodyLimit(_ok, limit=10, drain_bytes=1000, drain_seconds=60)
+    async with serving(limited) as base:
+        huge = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000000\r\n\r\n"
+        assert await _status_after(_port(base), huge, b"x" * 100) == b"413"
+
+
+async def test_a_body_that_trickles_forever_is_drained_only_for_a_while() -> None:
+    limited = BodyLimit(_ok, limit=10, drain_bytes=10**9, drain_seconds=0.3)
+    async with serving(limited) as base:
+        trickle = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        assert await _status_after(_port(base), trickle, b"20\r\n" + b"x" * 32 + b"\r\n") == b"413"
