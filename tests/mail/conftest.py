@@ -27,6 +27,11 @@ class Sink:
     `refuse` maps an address to the reply its RCPT gets; `defer_rcpt` / `defer_data` answer
     451 to that many RCPT / DATA commands; `drop_on_data` holds the 1-based numbers of DATA
     commands on which the connection is cut instead of answered.
+
+    Relays that close connections: `close_after_message` closes each connection right after it
+    accepted a message (the 250 reaches the client, then the connection ends);
+    `bye_on_next_mail` answers 421 and closes when a connection that already carried a message
+    starts another; `drop_on_mail` cuts every connection at its first MAIL FROM.
     """
 
     def __init__(self) -> None:
@@ -38,6 +43,10 @@ class Sink:
         self.defer_data = 0
         self.drop_on_data: set[int] = set()
         self.data_commands = 0
+        self.close_after_message = False
+        self.bye_on_next_mail = False
+        self.drop_on_mail = False
+        self.mail_options: list[list[str]] = []
 
     async def handle_EHLO(
         self, server: object, session: object, envelope: object, hostname: str, responses: list[str]
@@ -46,6 +55,26 @@ class Sink:
             self.connections += 1
         session.host_name = hostname  # type: ignore[attr-defined]
         return responses
+
+    async def handle_MAIL(
+        self,
+        server: object,
+        session: object,
+        envelope: object,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        if self.drop_on_mail:
+            server.transport.close()  # type: ignore[attr-defined]
+            return "250 OK"  # never reaches the client
+        if self.bye_on_next_mail and getattr(session, "carried", 0) > 0:
+            asyncio.get_running_loop().call_soon(server.transport.close)  # type: ignore[attr-defined]
+            return "421 4.4.2 relay.test closing: one message per connection"
+        with self._lock:
+            self.mail_options.append(list(mail_options))
+        envelope.mail_from = address  # type: ignore[attr-defined]
+        envelope.mail_options.extend(mail_options)  # type: ignore[attr-defined]
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: object, session: object, envelope: object, address: str, options: object
@@ -75,6 +104,10 @@ class Sink:
                     bytes(envelope.original_content),  # type: ignore[attr-defined]
                 )
             )
+        session.carried = getattr(session, "carried", 0) + 1  # type: ignore[attr-defined]
+        if self.close_after_message:
+            # Runs once the reply below is written: the client gets its 250, then the close.
+            asyncio.get_running_loop().call_soon(server.transport.close)  # type: ignore[attr-defined]
         return "250 2.0.0 Message accepted"
 
     # Plain methods, not properties: aiosmtpd runs inspect.getmembers() on the handler for every

@@ -9,6 +9,8 @@ from email.message import EmailMessage
 from email.policy import default as default_policy
 from pathlib import Path
 
+import attrs
+
 from handoff_core.notice import Notice, NoticeBody
 from handoff_mail import MaildirSender
 
@@ -101,3 +103,16 @@ async def test_an_unusable_folder_is_a_transient_failure_not_an_exception(
     assert [(o.ok, o.permanent) for o in outcomes] == [(False, False), (False, False)]
     assert all(o.error and "maildir" in o.error for o in outcomes)
     assert blocker.read_text() == "a file where the Maildir should be"
+
+
+async def test_an_internationalised_address_is_kept_as_given(
+    tmp_path: Path, make_notice: MakeNotice
+) -> None:
+    sender = MaildirSender(tmp_path / "mail", mail_from="handoff@acme.test")
+    notice = attrs.evolve(make_notice(1), to_address="jösé@exämple.test")
+
+    outcomes = await sender.send([notice])
+
+    assert [o.ok for o in outcomes] == [True]
+    (raw,) = sender.messages()
+    assert 'To: "Senior 1" <jösé@exämple.test>'.encode() in raw

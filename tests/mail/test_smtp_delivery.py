@@ -134,6 +134,22 @@ async def test_a_refused_address_fails_after_one_attempt_and_the_others_are_sent
     assert [e.data["recipient_id"] for e in failed] == ["carol"]
 
 
+async def test_a_relay_that_closes_after_each_message_delays_nobody(
+    world: World, smtp_server: SinkServer, sink: Sink
+) -> None:
+    sink.close_after_message = True
+    service = world.delivery_service(smtp_server.port, "?pool=1")
+
+    sent = await service.dispatch("acme", world.handoff.id)
+
+    assert sent == len(SENIORS)
+    assert sorted(sink.recipients()) == SENIOR_ADDRESSES
+    deliveries = await world.deliveries()
+    assert {(d.status, d.attempts, d.last_error) for d in deliveries} == {
+        (DeliveryStatus.SENT, 1, None)
+    }
+
+
 async def test_451_then_success_is_retried_after_the_backoff_and_sent(
     world: World, smtp_server: SinkServer, sink: Sink
 ) -> None:

@@ -226,3 +226,51 @@ async def test_an_empty_batch_opens_nothing(smtp_server: SinkServer, sink: Sink)
     assert await sender.send([]) == []
     await sender.close()
     assert sink.connections == 0
+
+
+async def test_a_relay_that_closes_after_each_message_costs_no_attempt_and_no_delay(
+    smtp_server: SinkServer, sink: Sink, make_sender: MakeSender, make_notice: MakeNotice
+) -> None:
+    sink.close_after_message = True
+    sender = make_sender(smtp_server.port, "?pool=2")
+    batch = [make_notice(i) for i in range(8)]
+
+    async with asyncio.timeout(20):
+        first = await sender.send(batch[:6])
+        second = await sender.send(batch[6:])  # the pooled connections were closed as well
+
+    assert [(o.delivery_id, o.ok, o.error) for o in [*first, *second]] == [
+        (n.delivery_id, True, None) for n in batch
+    ]
+    assert sorted(sink.recipients()) == sorted(n.to_address for n in batch)
+    assert sink.connections == 8  # one per message: nothing was sent twice or given up on
+
+
+async def test_a_relay_that_says_421_to_the_next_mail_from_costs_no_attempt(
+    smtp_server: SinkServer, sink: Sink, make_sender: MakeSender, make_notice: MakeNotice
+) -> None:
+    sink.bye_on_next_mail = True
+    sender = make_sender(smtp_server.port, "?pool=1")
+    batch = [make_notice(i) for i in range(5)]
+
+    async with asyncio.timeout(20):
+        outcomes = await sender.send(batch)
+
+    assert [(o.ok, o.error) for o in outcomes] == [(True, None)] * 5
+    assert sorted(sink.recipients()) == sorted(n.to_address for n in batch)
+    assert sink.connections == 5
+
+
+async def test_a_new_connection_closed_at_mail_from_is_a_transient_failure_not_a_loop(
+    smtp_server: SinkServer, sink: Sink, make_sender: MakeSender, make_notice: MakeNotice
+) -> None:
+    sink.drop_on_mail = True
+    sender = make_sender(smtp_server.port, "?pool=2")
+
+    async with asyncio.timeout(20):
+        outcomes = await sender.send([make_notice(i) for i in range(6)])
+
+    assert [(o.ok, o.permanent) for o in outcomes] == [(False, False)] * 6
+    assert all(o.error for o in outcomes)
+    assert sink.accepted == []
+    assert sink.connections == 2  # one try per pooled connection, as for a server that hangs

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from handoff_core.notice import Notice, NoticeBody
 from handoff_core.ports import SendOutcome
+from handoff_mail.address import wire_address
 from handoff_mail.message import Template, date_header, from_header, render, template
 from handoff_mail.settings import DEFAULT_FROM, check_from
 
@@ -57,7 +58,18 @@ class MaildirSender:
                 shared = templates.get(notice.body)
                 if shared is None:
                     shared = templates[notice.body] = template(notice.body, LF)
-                raw = render(notice, shared, sender_line=self._sender_line, date=date, linesep=LF)
+                # A Maildir is read by mail clients, which take UTF-8 headers (RFC 6532) as an
+                # SMTPUTF8 server would: an internationalised address is kept as it was given.
+                to = wire_address(notice.to_address, smtputf8=True)
+                raw = render(
+                    notice,
+                    shared,
+                    sender_line=self._sender_line,
+                    date=date,
+                    linesep=LF,
+                    to_address=to,
+                    utf8=not to.isascii(),
+                )
             except ValueError as exc:
                 outcomes.append(
                     SendOutcome(notice.delivery_id, ok=False, permanent=True, error=str(exc))

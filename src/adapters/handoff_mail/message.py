@@ -22,6 +22,7 @@ from io import BytesIO
 from attrs import frozen
 
 from handoff_core.notice import Notice, NoticeBody
+from handoff_mail.address import ascii_address, plain_address, wire_address
 
 CRLF = "\r\n"
 _UTF8_QP = Charset("utf-8")
@@ -49,18 +50,18 @@ def encode_header(name: str, value: str, linesep: str) -> str:
     return f"{name}: {encoded}"
 
 
-def check_address(address: str) -> str:
-    """An envelope address must be plain ASCII on one line, or no server could be given it."""
-    if not address or not address.isascii() or any(not ch.isprintable() for ch in address):
-        raise ValueError(f"address {address!r} cannot be put in a message header")
-    if any(ch.isspace() or ch in '<>,;"()' for ch in address) or address.count("@") != 1:
-        raise ValueError(f"address {address!r} is not a single plain address")
-    return address
+def format_address(
+    name: str, address: str, linesep: str, header: str = "To", *, utf8: bool = False
+) -> str:
+    """`Name <address>` with the name quoted or encoded as RFC 5322 asks.
 
-
-def format_address(name: str, address: str, linesep: str, header: str = "To") -> str:
-    """`Name <address>` with the name quoted or encoded as RFC 5322 asks."""
-    check_address(address)
+    The address must be plain ASCII unless `utf8` (a message for an SMTPUTF8 server, whose
+    headers may carry UTF-8 as RFC 6532 allows); ValueError otherwise.
+    """
+    if utf8:
+        plain_address(address)
+    else:
+        ascii_address(address)
     name = one_line(name)
     if not name:
         return address
@@ -74,7 +75,7 @@ def format_address(name: str, address: str, linesep: str, header: str = "To") ->
 def envelope_sender(mail_from: str) -> str:
     """The bare address of a From that may carry a display name."""
     _, address = parseaddr(mail_from)
-    return check_address(address)
+    return ascii_address(address)
 
 
 def from_header(mail_from: str, linesep: str = CRLF) -> str:
@@ -111,32 +112,53 @@ def render(
     sender_line: str,
     date: str | None = None,
     linesep: str = CRLF,
+    to_address: str | None = None,
+    utf8: bool = False,
 ) -> bytes:
-    """One recipient's message: its own address lines in front of the shared part."""
+    """One recipient's message: its own address lines in front of the shared part.
+
+    `to_address` is the recipient's address as it goes on the wire (see `wire_address`;
+    by default the notice's own, which must then be ASCII); with `utf8` the header may carry it
+    in UTF-8, for a server that took SMTPUTF8. ValueError when the address or the message id
+    cannot be put in a header.
+    """
     message_id = one_line(notice.message_id)
     if not (message_id.startswith("<") and message_id.endswith(">") and message_id.isascii()):
         raise ValueError(f"message id {notice.message_id!r} is not of the form <id@host>")
     if " " in message_id:
         raise ValueError(f"message id {notice.message_id!r} must not contain spaces")
+    to = notice.to_address if to_address is None else to_address
     lines = (
         sender_line,
-        f"To: {format_address(notice.to_name, notice.to_address, linesep)}",
+        f"To: {format_address(notice.to_name, to, linesep, utf8=utf8)}",
         f"Date: {date or date_header()}",
         f"Message-ID: {message_id}",
         "Auto-Submitted: auto-generated",
     )
     head = linesep.join(lines) + linesep
-    return head.encode("ascii") + shared.subject + shared.body
+    return head.encode("utf-8" if utf8 else "ascii") + shared.subject + shared.body
 
 
 def build_message(
-    notice: Notice, mail_from: str, *, date: str | None = None, linesep: str = CRLF
+    notice: Notice,
+    mail_from: str,
+    *,
+    date: str | None = None,
+    linesep: str = CRLF,
+    smtputf8: bool = False,
 ) -> bytes:
-    """A whole message for one notice, for callers that send one at a time."""
+    """A whole message for one notice, for callers that send one at a time.
+
+    `smtputf8`: the message goes to a server (or store) that takes UTF-8 addresses; without it a
+    non-ASCII domain is written in IDNA and a non-ASCII local part is refused (ValueError).
+    """
+    to_address = wire_address(notice.to_address, smtputf8=smtputf8)
     return render(
         notice,
         template(notice.body, linesep),
         sender_line=from_header(mail_from, linesep),
         date=date,
         linesep=linesep,
+        to_address=to_address,
+        utf8=not to_address.isascii(),
     )

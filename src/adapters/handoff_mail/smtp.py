@@ -5,6 +5,12 @@ connection ≈ 644 msgs/s, four ≈ 1,357 msgs/s, a new connection per message �
 batch is spread over up to `pool_size` connections that outlive the batch. Outcomes follow SPEC §5:
 4xx replies, timeouts, refused or dropped connections are transient; 5xx replies are permanent and
 belong to the one notice they answered.
+
+A connection that already carried a message (or waited in the pool) may have been closed by the
+relay since: many close after each message, or after a while idle. When such a connection turns
+out closed before the relay accepted MAIL FROM, nothing was sent and nothing failed, so the
+notice goes at once on a new connection and is not an attempt (SPEC §11). A new connection that
+fails the same way is a real failure, so this costs at most one extra connection per message.
 """
 
 from __future__ import annotations
@@ -19,13 +25,13 @@ import aiosmtplib
 from aiosmtplib import (
     SMTPException,
     SMTPHeloError,
-    SMTPRecipientsRefused,
     SMTPResponseException,
 )
 from attrs import define, field
 
 from handoff_core.notice import Notice, NoticeBody
 from handoff_core.ports import SendOutcome
+from handoff_mail.address import wire_address
 from handoff_mail.message import (
     Template,
     date_header,
@@ -39,6 +45,7 @@ from handoff_mail.settings import SmtpSettings
 log = logging.getLogger("handoff.mail")
 
 NO_CONNECTION = "no connection to the SMTP server"
+CLOSING = 421  # "service not available, closing transmission channel"
 
 
 def describe(exc: BaseException) -> str:
@@ -109,22 +116,31 @@ class SmtpSender:
 
         A connection that breaks is replaced; a fresh one that breaks before the server answered
         anything means the server is down or hanging, so this worker stops rather than spend a
-        timeout on every remaining notice.
+        timeout on every remaining notice. A reused connection the relay had closed is replaced
+        and the notice it could not start goes again at once, not counted as an attempt.
         """
         async with self._slots:
             generation = self._generation
             conn: aiosmtplib.SMTP | None = None
-            answered = False
+            answered = False  # this connection carried a message, or answered one with a refusal
+            reused = False  # ... or came from the pool: the relay may have closed it since
             try:
                 while batch.pending:
                     if conn is None:
-                        conn = await self._connection(batch)
-                        if conn is None:
+                        got = await self._connection(batch)
+                        if got is None:
                             return
+                        conn, reused = got
                         answered = False
                         continue  # others may have emptied the batch while this one connected
                     index = batch.pending.popleft()
-                    outcome, broken = await self._send_one(conn, batch, index)
+                    sent = await self._send_one(conn, batch, index, reused=reused)
+                    if sent is None:  # closed by the relay before MAIL FROM: nothing happened
+                        batch.pending.appendleft(index)
+                        conn.close()
+                        conn = None
+                        continue
+                    outcome, broken = sent
                     batch.outcomes[index] = outcome
                     if broken:
                         conn.close()
@@ -133,7 +149,7 @@ class SmtpSender:
                             batch.connect_error = outcome.error
                             return
                     else:
-                        answered = True
+                        answered = reused = True
             except BaseException:
                 if conn is not None:  # cancelled mid-command: the session state is unknown
                     conn.close()
@@ -143,13 +159,14 @@ class SmtpSender:
                 if conn is not None:
                     await self._give_back(conn, generation)
 
-    async def _connection(self, batch: _Batch) -> aiosmtplib.SMTP | None:
+    async def _connection(self, batch: _Batch) -> tuple[aiosmtplib.SMTP, bool] | None:
+        """A pooled connection that still answers, else a new one; and whether it was pooled."""
         while self._idle:
             conn = self._idle.pop()
             if await self._alive(conn):
-                return conn
+                return conn, True
         try:
-            return await self._connect()
+            return await self._connect(), False
         except Exception as exc:
             batch.connect_error = f"could not connect to {self._where()}: {describe(exc)}"
             log.warning(
@@ -209,39 +226,88 @@ class SmtpSender:
             return False
 
     async def _send_one(
-        self, conn: aiosmtplib.SMTP, batch: _Batch, index: int
-    ) -> tuple[SendOutcome, bool]:
-        """The outcome of one notice, and whether the connection is unusable after it."""
+        self, conn: aiosmtplib.SMTP, batch: _Batch, index: int, *, reused: bool
+    ) -> tuple[SendOutcome, bool] | None:
+        """The outcome of one notice, and whether the connection is unusable after it.
+
+        None when `reused` and the relay turns out to have closed the connection before it
+        accepted MAIL FROM: the notice was not tried, and goes on a new connection.
+        """
         notice = batch.notices[index]
         did = notice.delivery_id
+        smtputf8 = conn.supports_extension("smtputf8")
         try:
+            to = wire_address(notice.to_address, smtputf8=smtputf8)
             shared = batch.templates.get(notice.body)
             if shared is None:
                 shared = batch.templates[notice.body] = template(notice.body)
-            message = render(notice, shared, sender_line=self._sender_line, date=batch.date)
+            utf8 = not to.isascii()
+            message = render(
+                notice,
+                shared,
+                sender_line=self._sender_line,
+                date=batch.date,
+                to_address=to,
+                utf8=utf8,
+            )
         except ValueError as exc:
             return SendOutcome(did, ok=False, permanent=True, error=str(exc)), False
+        options = [f"SIZE={len(message)}"] if conn.supports_extension("size") else []
+        if utf8:
+            options.append("SMTPUTF8")
+            if conn.supports_extension("8bitmime"):
+                options.append("BODY=8BITMIME")
+        encoding = "utf-8" if utf8 else "ascii"
         try:
-            await conn.sendmail(self._envelope_from, [notice.to_address], message)
-        except SMTPRecipientsRefused as exc:
-            refused = exc.recipients[0]
-            error = describe(refused)
-            permanent = is_permanent(refused.code)
-            outcome = SendOutcome(did, ok=False, permanent=permanent, error=error)
-            return outcome, not conn.is_connected
-        except SMTPResponseException as exc:
+            await conn.mail(self._envelope_from, options=options, encoding=encoding)
+        except Exception as exc:
+            closed = isinstance(exc, ConnectionError) or (
+                isinstance(exc, SMTPResponseException) and exc.code == CLOSING
+            )
+            if reused and closed:
+                log.debug(
+                    "smtp connection closed by the server; sending on a new one",
+                    extra={"delivery_id": did, "smtp_server": self._where()},
+                )
+                return None
+            return await self._failed(conn, did, exc)
+        try:
+            await conn.rcpt(to, encoding=encoding)
+            await conn.data(message)
+        except Exception as exc:
+            return await self._failed(conn, did, exc)
+        return SendOutcome(did, ok=True), False
+
+    async def _failed(
+        self, conn: aiosmtplib.SMTP, did: str, exc: Exception
+    ) -> tuple[SendOutcome, bool]:
+        """What a failed transaction means for its notice and its connection.
+
+        A reply belongs to this notice (5xx permanent, else transient) and the envelope is reset
+        so the connection can carry the next one; timeouts, refused or dropped connections are
+        transient and end the connection.
+        """
+        if isinstance(exc, SMTPResponseException):
+            await self._reset(conn)
             outcome = SendOutcome(
                 did, ok=False, permanent=is_permanent(exc.code), error=describe(exc)
             )
             return outcome, not conn.is_connected
-        except ValueError as exc:  # an address aiosmtplib will not put in an envelope
-            return SendOutcome(did, ok=False, permanent=True, error=str(exc)), False
-        except (SMTPException, OSError) as exc:  # timeouts, refused or dropped connections
-            return SendOutcome(did, ok=False, error=describe(exc)), True
-        except Exception as exc:
-            log.exception("unexpected error sending mail", extra={"delivery_id": did})
-            return SendOutcome(did, ok=False, error=describe(exc)), True
-        return SendOutcome(did, ok=True), False
+        if isinstance(exc, ValueError):  # an address aiosmtplib will not put in a command
+            await self._reset(conn)
+            return SendOutcome(did, ok=False, permanent=True, error=str(exc)), not conn.is_connected
+        if not isinstance(exc, (SMTPException, OSError)):
+            log.error("unexpected error sending mail", exc_info=exc, extra={"delivery_id": did})
+        return SendOutcome(did, ok=False, error=describe(exc)), True
+
+    async def _reset(self, conn: aiosmtplib.SMTP) -> None:
+        """RSET after a refusal, so the next notice starts a clean envelope on this connection."""
+        if not conn.is_connected:
+            return
+        try:
+            await conn.rset()
+        except (SMTPException, OSError):
+            conn.close()
 
     async def _give_back(self, conn: aiosmtplib.SMTP, generation: int) -> None:
         reusable = conn.is_connected and generation == self._generation

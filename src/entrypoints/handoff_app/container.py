@@ -112,6 +112,7 @@ async def _hub(settings: Settings, uow: UnitOfWorkFactory) -> LiveHub:
 
 async def build_services(settings: Settings, *, clock: Clock | None = None) -> Services:
     """Open what needs opening (database, hub) and wire the services with punq."""
+    from handoff_mail import check_address
     from handoff_push import InProcessPresence
 
     uow, db_presence, ready, closers = await _store(settings)
@@ -151,7 +152,9 @@ async def build_services(settings: Settings, *, clock: Clock | None = None) -> S
         HandoffService,
         factory=lambda: HandoffService(uow, the_clock, presence=presence, announcer=announcer),
     )
-    container.register(MemberService, factory=lambda: MemberService(uow, the_clock))
+    container.register(
+        MemberService, factory=lambda: MemberService(uow, the_clock, check_address=check_address)
+    )
     container.register(Queries, factory=lambda: Queries(uow))
     return Services(
         settings=settings,

@@ -2,19 +2,79 @@
 
 from __future__ import annotations
 
-from handoff_core.errors import NotFound
+import string
+from collections.abc import Callable
+
+import attrs
+
+from handoff_core.errors import NotFound, ValidationError
 from handoff_core.model import EscalationPolicy, Member
 from handoff_core.ports import Clock, UnitOfWorkFactory
 from handoff_core.services.common import acting_member
 
+AddressCheck = Callable[[str], str]
+"""Whether an email address can be sent to: takes the address as given (one line, trimmed),
+returns the form to store, raises `ValidationError("email", why)` when nothing could send to it.
+`handoff_mail.check_address` is the full one (email-validator); `check_address_shape` the
+default."""
+
+_ATEXT = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~")
+_ADDRESS_MAX = 254  # RFC 5321: a path of 256 octets, less its angle brackets
+_LOCAL_MAX = 64
+_LABEL_MAX = 63
+
+
+def _local_part_ok(local: str) -> bool:
+    if not local or len(local.encode()) > _LOCAL_MAX:
+        return False
+    if local.startswith(".") or local.endswith(".") or ".." in local:
+        return False
+    return all(ch in _ATEXT or ch == "." or (not ch.isascii() and ch.isalnum()) for ch in local)
+
+
+def _domain_ok(domain: str) -> bool:
+    for label in domain.split("."):
+        if not label or len(label) > _LABEL_MAX or label[0] == "-" or label[-1] == "-":
+            return False
+        if not all(ch == "-" or ch.isalnum() for ch in label):
+            return False
+    return True
+
+
+def check_address_shape(address: str) -> str:
+    """The default `AddressCheck`, standard library only and deliberately strict: one
+    `local@domain` whose local part is an RFC 5322 dot-atom (non-ASCII letters allowed) and whose
+    domain is dot-separated labels of letters, digits and inner hyphens, within RFC 5321's
+    lengths. Quoted local parts and IP literals are refused. Returns the address unchanged."""
+    local, at, domain = address.rpartition("@")
+    if (
+        not at
+        or len(address.encode()) > _ADDRESS_MAX
+        or not _local_part_ok(local)
+        or not _domain_ok(domain)
+    ):
+        raise ValidationError("email", f"{address!r} is not an address mail can be sent to")
+    return address
+
 
 class MemberService:
     """Without an `actor_id` a call is the host's own sync, trusted as such; with one, the actor
-    must be an admin or owner to change anything."""
+    must be an admin or owner to change anything.
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
+    `check_address` decides which email addresses are accepted (see `AddressCheck`); the
+    application passes email-validator's, the default is `check_address_shape`.
+    """
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        *,
+        check_address: AddressCheck = check_address_shape,
+    ) -> None:
         self._uow = uow
         self._clock = clock
+        self._check_address = check_address
 
     async def upsert(
         self,
@@ -27,10 +87,16 @@ class MemberService:
         active: object = True,
         actor_id: str | None = None,
     ) -> Member:
-        """Create or update a member; a soft-deleted member put again comes back."""
+        """Create or update a member; a soft-deleted member put again comes back.
+
+        The email is stored as given (trimmed) once the address check accepts it. Raises
+        `ValidationError` naming the field at fault (`email` for an address nothing could send
+        to), `NotAMember` / `Forbidden` when `actor_id` may not manage members.
+        """
         member = Member.register(
             account_id=account_id, id=member_id, email=email, name=name, role=role, active=active
         )
+        member = attrs.evolve(member, email=self._check_address(member.email))
         async with self._uow() as uow:
             if actor_id is not None:
                 (await acting_member(uow, account_id, actor_id)).require_manager()
