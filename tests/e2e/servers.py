@@ -178,6 +178,11 @@ class EventStream:
             if item.event == event_type:
                 return seen
 
+    async def ended(self) -> None:
+        """Return once the server has ended the response (nothing more will come)."""
+        with contextlib.suppress(httpx.HTTPError):
+            await asyncio.shield(self._task)
+
     async def close(self) -> None:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
