@@ -7,109 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
-import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from tests.support.cli import HANDOFF, add_member, environment, handoff
-from tests.support.databases import fresh_database
-from tests.support.net import free_port
-
-from handoff_app.http import mint_token
-from handoff_app.settings import Settings
+from tests.scaleout.conftest import auth
 
 pytestmark = pytest.mark.postgres
 
-SECRET = "two-servers-share-this-secret-of-32-bytes"
 WAIT = 20.0
-
-
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    async with fresh_database("handoff_scaleout") as url:
-        yield url
-
-
-@pytest.fixture
-def env(pg_url: str, tmp_path: Path) -> dict[str, str]:
-    """The settings both servers share, over a migrated database with two accounts' members."""
-    settings = {
-        "HANDOFF_DATABASE_URL": pg_url,
-        "HANDOFF_JWT_SECRET": SECRET,
-        "HANDOFF_MAILDIR": str(tmp_path / "mail"),
-        "HANDOFF_WORKER_POLL_SECONDS": "0.2",
-    }
-    done = handoff("db", "upgrade", env=settings, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    members = [
-        ("acme", "eve", "eve@acme.test", "Eve", "engineer"),
-        ("acme", "sam", "sam@acme.test", "Sam", "engineer"),
-        ("acme", "ada", "ada@acme.test", "Ada", "admin"),
-        ("other", "zed", "zed@o.test", "Zed", "owner"),
-    ]
-    for account, member, email, name, role in members:
-        done = add_member(
-            account, member, email=email, name=name, role=role, env=settings, cwd=tmp_path
-        )
-        assert done.returncode == 0, done.stderr
-    return settings
-
-
-@pytest.fixture
-def servers(env: dict[str, str], tmp_path: Path) -> Iterator[list[str]]:
-    procs: list[subprocess.Popen[str]] = []
-    urls = []
-    try:
-        for _ in range(2):
-            port = free_port()
-            procs.append(
-                subprocess.Popen(
-                    [*HANDOFF, "serve", "--port", str(port)],
-                    env=environment(env),
-                    cwd=tmp_path,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )
-            )
-            urls.append(f"http://127.0.0.1:{port}")
-        for url in urls:
-            _wait_ready(url)
-        yield urls
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-
-
-def _wait_ready(url: str) -> None:
-    import time
-
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url} did not become ready")
-
-
-def _auth(account: str, member: str) -> dict[str, str]:
-    settings = Settings(jwt_secret=SECRET)
-    return {"Authorization": f"Bearer {mint_token(settings, account, member, 300)}"}
 
 
 @asynccontextmanager
@@ -121,7 +29,7 @@ async def _stream(url: str, account: str, member: str) -> AsyncIterator[asyncio.
         async with (
             httpx.AsyncClient(timeout=None) as client,
             client.stream(
-                "GET", f"{url}/api/v1/escalations/stream", headers=_auth(account, member)
+                "GET", f"{url}/api/v1/escalations/stream", headers=auth(account, member)
             ) as response,
         ):
             assert response.status_code == 200
@@ -159,13 +67,13 @@ async def test_a_stream_on_one_server_hears_an_escalation_raised_on_the_other(
         session = (
             await http.post(
                 "/api/v1/ai-sessions",
-                headers=_auth("acme", "eve"),
+                headers=auth("acme", "eve"),
                 json={"problem_summary": "Printer queue stuck"},
             )
         ).json()
         created = await http.post(
             f"/api/v1/ai-sessions/{session['id']}/handoff",
-            headers=_auth("acme", "eve"),
+            headers=auth("acme", "eve"),
             json={"intent": "escalate", "engineer_notes": "spooler"},
         )
         assert created.status_code == 201
@@ -179,7 +87,7 @@ async def test_a_stream_on_one_server_hears_an_escalation_raised_on_the_other(
         # Sam was online on the other process, so Sam got a push and no email; Ada got email.
         deliveries = (
             await http.get(
-                f"/api/v1/handoffs/{handoff['id']}/deliveries", headers=_auth("acme", "eve")
+                f"/api/v1/handoffs/{handoff['id']}/deliveries", headers=auth("acme", "eve")
             )
         ).json()
         channels = {(d["recipient_id"], d["channel"]) for d in deliveries}
@@ -187,7 +95,7 @@ async def test_a_stream_on_one_server_hears_an_escalation_raised_on_the_other(
         assert ("ada", "email") in channels
 
         claimed = await http.post(
-            f"/api/v1/handoffs/{handoff['id']}/claim", headers=_auth("acme", "ada")
+            f"/api/v1/handoffs/{handoff['id']}/claim", headers=auth("acme", "ada")
         )
         assert claimed.status_code == 200
         event = await asyncio.wait_for(sam.get(), WAIT)
