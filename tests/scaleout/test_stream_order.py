@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.e2e.people import eventually
 from tests.scaleout.conftest import auth
 
 pytestmark = pytest.mark.postgres
@@ -134,13 +135,18 @@ async def test_a_reconnecting_listener_gets_every_event_once_in_commit_order(
     async with asyncio.timeout(DEADLINE):
         await asyncio.gather(*(_writer(servers[i % 2], jobs, outcomes) for i in range(WRITERS)))
         expected = ESCALATIONS + sum(1 for o in outcomes.values() if o != "open")
-        while len({e[0] for e in sam.events}) < expected:
-            await asyncio.sleep(0.2)
+
+        async def sam_has_all() -> bool:
+            return len({e[0] for e in sam.events}) >= expected
+
+        async def ada_has_all() -> bool:
+            return len(steady_events) >= expected
+
+        await eventually(sam_has_all, timeout=60)
         stop.set()
         await flapping
         await sam.once(1.0)  # one more connection: nothing more, nothing again
-        while len(steady_events) < expected:
-            await asyncio.sleep(0.2)
+        await eventually(ada_has_all, timeout=30)
     steady.cancel()
     await asyncio.gather(steady, return_exceptions=True)
 

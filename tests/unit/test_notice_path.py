@@ -257,3 +257,14 @@ async def test_workers_paused_past_several_reminders_raise_one_then_keep_the_spa
         d.round for d in await stage.deliveries(handoff.id) if d.kind is NoticeKind.REMINDER
     ]
     assert sorted(set(reminded)) == [1, 2, 3]
+
+
+async def test_the_worker_forgets_stream_events_older_than_it_keeps(stage: Stage) -> None:
+    await stage.members.set_policy(ACME, {"max_reminders": 0})
+    await stage.escalated()
+    stage.clock.advance(8 * 24 * 3600)  # past the 7 days kept by default
+    _, recent = await stage.escalated()
+    await stage.delivery.run_once()
+    assert (await stage.streams.replay(ACME, "bob", 0)).reset
+    replay = await stage.streams.replay(ACME, "bob", 1)
+    assert [e.handoff_id for e in replay.events] == [recent.id]

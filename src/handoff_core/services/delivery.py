@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import datetime, timedelta
 
 from handoff_core.model import Intent
 from handoff_core.policy import IdFactory, new_id
@@ -20,6 +21,7 @@ from handoff_core.services.sending import DeliverySettings, Sender
 __all__ = ["DeliveryService", "DeliverySettings"]
 
 log = logging.getLogger("handoff.delivery")
+PRUNE_EVERY = timedelta(hours=1)
 
 
 class DeliveryService:
@@ -50,6 +52,8 @@ class DeliveryService:
             uow, clock, mail, presence, told, self._settings, self.worker_id, make_id
         )
         self._followups = FollowUps(uow, clock, told, make_id, self._settings.batch_size)
+        self._clock = clock
+        self._pruned_at: datetime | None = None
 
     # --- entry points -----------------------------------------------------------------------
 
@@ -88,6 +92,7 @@ class DeliveryService:
         of due deliveries; how many notices it sent."""
         await self._followups.remind_due()
         await self._followups.email_unseen_pushes()
+        await self._prune_stream()
         leased = await self._sender.lease()
         return await self._sender.deliver(leased) if leased else 0
 
@@ -113,6 +118,20 @@ class DeliveryService:
         except Exception:
             log.exception("could not release leases", extra={"worker": self.worker_id})
             return 0
+
+    async def _prune_stream(self) -> None:
+        """At most once an hour: forget stream events older than `stream_keep_seconds` (a client
+        asking to replay from before them gets `stream.reset`)."""
+        now = self._clock.now()
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        keep = timedelta(seconds=self._settings.stream_keep_seconds)
+        async with self._uow() as uow:
+            pruned = await uow.stream.prune(now - keep)
+            await uow.commit()
+        if pruned:
+            log.info("pruned the stream log", extra={"events": pruned})
 
     async def remind_due(self) -> int:
         """Raise every reminder that is due; how many reminder rounds were raised."""

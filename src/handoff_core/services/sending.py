@@ -67,6 +67,7 @@ class DeliverySettings:
     batch_size: int = 100
     lanes: int = 2  # batches of one escalation in flight at once: one sends while one records
     dispatch_batch_size: int = 500  # right after commit: larger batches, fewer round trips
+    stream_keep_seconds: float = 7 * 24 * 3600.0  # replayable stream history; older is a reset
 
 
 @define
