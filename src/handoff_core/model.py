@@ -28,6 +28,9 @@ JsonObject = dict[str, Any]
 
 
 class Role(StrEnum):
+    """A member's role in an account (SPEC §3). Seniors are owner, admin and engineer;
+    viewers only read."""
+
     OWNER = "owner"
     ADMIN = "admin"
     ENGINEER = "engineer"
@@ -39,6 +42,8 @@ MANAGER_ROLES = frozenset({Role.OWNER, Role.ADMIN})
 
 
 class SessionStatus(StrEnum):
+    """Where a session stands: active, paused (parked), escalated, or resolved (for good)."""
+
     ACTIVE = "active"
     PAUSED = "paused"
     ESCALATED = "escalated"
@@ -46,11 +51,15 @@ class SessionStatus(StrEnum):
 
 
 class Intent(StrEnum):
+    """What a handoff does: park (a private pause) or escalate (tell the seniors)."""
+
     PARK = "park"
     ESCALATE = "escalate"
 
 
 class HandoffStatus(StrEnum):
+    """A handoff's state: open, then claimed, resumed (a park) or withdrawn."""
+
     OPEN = "open"
     CLAIMED = "claimed"
     RESUMED = "resumed"
@@ -58,16 +67,24 @@ class HandoffStatus(StrEnum):
 
 
 class Channel(StrEnum):
+    """How a notice reaches its recipient."""
+
     EMAIL = "email"
     PUSH = "push"
 
 
 class NoticeKind(StrEnum):
+    """Which notice a delivery carries: the escalation itself, or a reminder."""
+
     ESCALATION = "escalation"
     REMINDER = "reminder"
 
 
 class DeliveryStatus(StrEnum):
+    """A delivery's record: pending (due or waiting to retry), sent, failed (refused for
+    good), dead (out of retries), cancelled (with the reason), unconfirmed (a push nobody
+    marked seen; an email followed)."""
+
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"
@@ -77,6 +94,8 @@ class DeliveryStatus(StrEnum):
 
 
 class EventType(StrEnum):
+    """The types of the audit timeline (SPEC §3)."""
+
     SESSION_CREATED = "session.created"
     SESSION_PARKED = "session.parked"
     SESSION_RESUMED = "session.resumed"
@@ -165,12 +184,6 @@ def check_email(value: object) -> str:
     return text
 
 
-def check_aware(field_name: str, value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValidationError(field_name, "must be timezone-aware")
-    return value
-
-
 # --- members ------------------------------------------------------------------------------------
 
 
@@ -220,17 +233,20 @@ class Member:
         return self.role in MANAGER_ROLES
 
     def require_can_act(self) -> None:
+        """Raise Forbidden unless the member is current and senior (viewers only read)."""
         if not self.is_current:
             raise Forbidden(f"member {self.id} is inactive or removed")
         if not self.is_senior:
             raise Forbidden(f"member {self.id} is a viewer and can only read")
 
     def require_manager(self) -> None:
+        """Raise Forbidden unless the member is a current admin or owner."""
         self.require_can_act()
         if not self.is_manager:
             raise Forbidden(f"only an admin or owner may do this; {self.id} is {self.role}")
 
     def soft_delete(self, now: datetime) -> None:
+        """Removed from `now` on: keeps its history, is never told or let in again."""
         if self.deleted_at is None:
             self.deleted_at = now
 
@@ -305,6 +321,7 @@ class Session:
         problem_summary: object = None,
         context: object = None,
     ) -> None:
+        """Replace the summary and/or context (None keeps it); never of a resolved session."""
         self._require_worker(actor, "edit")
         if self.status is SessionStatus.RESOLVED:
             raise InvalidTransition("a resolved session cannot be edited")
@@ -331,6 +348,7 @@ class Session:
         }
 
     def park(self, actor: Member, *, handoff_id: str, notes: object, now: datetime) -> Handoff:
+        """Active → paused by `actor` (SPEC §4.1); the handoff it returns holds the snapshot."""
         self._require_worker(actor, "park")
         self._require_status(SessionStatus.ACTIVE, "park")
         handoff = Handoff.raise_for(
@@ -342,6 +360,7 @@ class Session:
         return handoff
 
     def resume(self, actor: Member, parked: Handoff, now: datetime) -> None:
+        """Paused → active (SPEC §4.2), closing the park as resumed."""
         actor.require_can_act()
         self._require_status(SessionStatus.PAUSED, "resume")
         if actor.id != parked.created_by and not actor.is_manager:
@@ -359,6 +378,8 @@ class Session:
         policy: EscalationPolicy,
         now: datetime,
     ) -> Handoff:
+        """Active → escalated by `actor` (SPEC §4.3): the handoff it returns holds the snapshot
+        and a copy of `policy`, and the session keeps its escalation package."""
         self._require_worker(actor, "escalate")
         self._require_status(SessionStatus.ACTIVE, "escalate")
         handoff = Handoff.raise_for(
@@ -396,6 +417,7 @@ class Session:
         self.updated_at = now
 
     def resolve(self, actor: Member, now: datetime) -> None:
+        """Active → resolved, for good (SPEC §4.6)."""
         self._require_worker(actor, "resolve")
         self._require_status(SessionStatus.ACTIVE, "resolve")
         self.status = SessionStatus.RESOLVED
@@ -489,6 +511,7 @@ class EscalationPolicy:
         )
 
     def to_dict(self) -> JsonObject:
+        """The API's shape of the policy (roles in a stable order)."""
         order = [Role.OWNER, Role.ADMIN, Role.ENGINEER]
         return {
             "roles": [r.value for r in order if r in self.roles],
@@ -587,12 +610,14 @@ class Handoff:
         self.require_open("claim")
 
     def require_open(self, doing: str) -> None:
+        """Raise InvalidTransition unless the handoff is open."""
         if self.status is HandoffStatus.CLAIMED and self.claimed_by is not None:
             raise AlreadyClaimed(self.claimed_by)
         if self.status is not HandoffStatus.OPEN:
             raise InvalidTransition(f"cannot {doing} a handoff that is {self.status}")
 
     def check_withdraw(self, actor: Member) -> None:
+        """Raise unless `actor` may withdraw it now: Forbidden, InvalidTransition."""
         actor.require_can_act()
         if self.intent is not Intent.ESCALATE:
             raise InvalidTransition("only an escalation can be withdrawn; resume a park instead")
@@ -601,6 +626,7 @@ class Handoff:
         self.require_open("withdraw")
 
     def claim(self, claimer: Member, now: datetime) -> None:
+        """Open escalation → claimed by `claimer` (SPEC §4.4); raises as `check_claim`."""
         self.check_claim(claimer)
         self.status = HandoffStatus.CLAIMED
         self.claimed_by = claimer.id
@@ -609,6 +635,7 @@ class Handoff:
         self.next_reminder_at = None
 
     def close(self, status: HandoffStatus, now: datetime) -> None:
+        """Open → `status` (resumed or withdrawn); raises InvalidTransition if closed."""
         self.require_open(f"close as {status}")
         self.status = status
         self.closed_at = now
@@ -654,6 +681,7 @@ class Delivery:
         self.leased_until = None
 
     def mark_sent(self, now: datetime) -> None:
+        """Accepted by the relay (or handed to a stream) at `now`; one attempt more."""
         self._attempted(DeliveryStatus.SENT, None)
         self.sent_at = now
 

@@ -25,6 +25,7 @@ from handoff_core.model import (
     Handoff,
     HandoffStatus,
     Intent,
+    JsonObject,
     NoticeKind,
     Session,
     TimelineEvent,
@@ -149,8 +150,17 @@ class HandoffService:
     # --- sessions ---------------------------------------------------------------------------
 
     async def start_session(
-        self, account_id: str, actor_id: str, problem_summary: object, context: object = None
+        self,
+        account_id: str,
+        actor_id: str,
+        problem_summary: str,
+        context: JsonObject | None = None,
     ) -> Session:
+        """Start a session owned by and assigned to `actor_id` (SPEC §3).
+
+        `problem_summary` is at most 500 characters; `context` any JSON object of at most 256 KiB
+        serialised and 64 levels deep (None: empty). Raises NotAMember for an actor who is not a
+        current member, Forbidden for a viewer, ValidationError naming the field."""
         now = self._clock.now()
         async with self._uow() as uow:
             actor = await acting_member(uow, account_id, actor_id)
@@ -173,9 +183,13 @@ class HandoffService:
         actor_id: str,
         session_id: str,
         *,
-        problem_summary: object = None,
-        context: object = None,
+        problem_summary: str | None = None,
+        context: JsonObject | None = None,
     ) -> Session:
+        """Replace the summary and/or the context of a session not yet resolved; None keeps a
+        field. By its assignee or an admin/owner. Raises NotFound, NotAMember, Forbidden,
+        InvalidTransition (resolved), ValidationError naming the field, Conflict if it was
+        written meanwhile."""
         now = self._clock.now()
         async with self._uow() as uow:
             actor = await acting_member(uow, account_id, actor_id)
@@ -186,6 +200,8 @@ class HandoffService:
             return session
 
     async def resolve(self, account_id: str, actor_id: str, session_id: str) -> Session:
+        """Active → resolved, for good (SPEC §4.6), by the assignee or an admin/owner. Raises
+        NotFound, NotAMember, Forbidden, InvalidTransition."""
         now = self._clock.now()
         async with self._uow() as uow:
             actor = await acting_member(uow, account_id, actor_id)
@@ -204,12 +220,23 @@ class HandoffService:
         account_id: str,
         actor_id: str,
         session_id: str,
-        intent: object,
-        engineer_notes: object = "",
+        intent: Intent | str,
+        engineer_notes: str = "",
         *,
         idempotency_key: str | None = None,
     ) -> Handoff:
-        """Park or escalate. A repeated `idempotency_key` returns the first handoff unchanged."""
+        """Park or escalate an active session (SPEC §4.1, §4.3), by its assignee or an
+        admin/owner.
+
+        An escalation snapshots the session, writes its escalation package, plans its deliveries
+        by the account's policy (push to those online, email to the rest) and its stream event,
+        all in one transaction; the deliveries go out after commit. `engineer_notes` is at most
+        4,000 characters. A repeated `idempotency_key` (at most 200 characters, unique per
+        account) returns the first handoff unchanged.
+
+        Raises NotFound (session), NotAMember, Forbidden (not the assignee, or a viewer),
+        InvalidTransition (the session is not active), ValidationError naming the field, and
+        IdempotencyConflict (the key was used for another request)."""
         try:
             chosen = Intent(str(intent))
         except ValueError:
@@ -245,10 +272,11 @@ class HandoffService:
         account_id: str,
         actor_id: str,
         session_id: str,
-        engineer_notes: object = "",
+        engineer_notes: str = "",
         *,
         idempotency_key: str | None = None,
     ) -> Handoff:
+        """`hand_off(..., Intent.PARK, ...)`: a private pause; nobody is told."""
         return await self.hand_off(
             account_id,
             actor_id,
@@ -263,10 +291,11 @@ class HandoffService:
         account_id: str,
         actor_id: str,
         session_id: str,
-        engineer_notes: object = "",
+        engineer_notes: str = "",
         *,
         idempotency_key: str | None = None,
     ) -> Handoff:
+        """`hand_off(..., Intent.ESCALATE, ...)`: every eligible senior is told."""
         return await self.hand_off(
             account_id,
             actor_id,
@@ -337,6 +366,8 @@ class HandoffService:
             return handoff
 
     async def resume(self, account_id: str, actor_id: str, session_id: str) -> Session:
+        """Paused → active (SPEC §4.2), by whoever parked it or an admin/owner; the park is
+        closed as resumed. Raises NotFound, NotAMember, Forbidden, InvalidTransition."""
         now = self._clock.now()
         async with self._uow() as uow:
             actor = await acting_member(uow, account_id, actor_id)
@@ -362,6 +393,10 @@ class HandoffService:
         that matches nothing and a read that says why. The write matches only an open escalation
         of the account; whether this member may claim it is then checked on what it was, and a
         refused claim rolls back with the unit of work. Viewers never write.
+
+        On success the session is active again under the claimer, and every unsent notice of
+        the escalation is cancelled (SPEC §11). Raises NotFound, NotAMember, Forbidden (a viewer,
+        or the escalator), InvalidTransition (a park, or closed) and AlreadyClaimed(by=winner).
         """
         now = self._clock.now()
         async with self._uow() as uow:
@@ -405,6 +440,9 @@ class HandoffService:
             return handoff
 
     async def withdraw(self, account_id: str, actor_id: str, handoff_id: str) -> Handoff:
+        """The escalator or an admin/owner takes back an open escalation (SPEC §4.5): the
+        session is active again and every unsent notice is cancelled. Raises NotFound,
+        NotAMember, Forbidden, InvalidTransition."""
         now = self._clock.now()
         async with self._uow() as uow:
             actor = await acting_member(uow, account_id, actor_id)

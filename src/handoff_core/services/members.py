@@ -117,6 +117,8 @@ class MemberService:
             await uow.commit()
 
     async def members(self, account_id: str, actor_id: str | None = None) -> list[Member]:
+        """Every member of the account not removed, by id; with `actor_id`, as that member asks
+        (raises NotAMember if they are not current)."""
         async with self._uow() as uow:
             if actor_id is not None:
                 await acting_member(uow, account_id, actor_id)
@@ -128,6 +130,8 @@ class MemberService:
             return await uow.members.get(account_id, member_id)
 
     async def policy(self, account_id: str, actor_id: str | None = None) -> EscalationPolicy:
+        """The account's escalation policy (the default when none was set); with `actor_id`, as
+        that member asks (raises NotAMember if they are not current)."""
         async with self._uow() as uow:
             if actor_id is not None:
                 await acting_member(uow, account_id, actor_id)
