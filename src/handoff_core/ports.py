@@ -280,8 +280,11 @@ class PushHub(Protocol):
 
 
 class Presence(Protocol):
-    async def online(self, account_id: str, member_ids: Collection[str]) -> frozenset[str]:
-        """Which of these members have at least one live stream now."""
+    async def online(
+        self, account_id: str, member_ids: Collection[str] | None = None
+    ) -> frozenset[str]:
+        """Which of these members (None: any member of the account) have at least one live
+        stream now."""
         ...
 
 

@@ -112,7 +112,9 @@ async def test_escalation_still_works_when_presence_is_down() -> None:
     """Presence is a hint: if it cannot answer, everyone is reached by email."""
 
     class BrokenPresence:
-        async def online(self, account_id: str, member_ids: Collection[str]) -> frozenset[str]:
+        async def online(
+            self, account_id: str, member_ids: Collection[str] | None = None
+        ) -> frozenset[str]:
             raise ConnectionError("presence store unreachable")
 
     stage = build_stage()
@@ -130,7 +132,9 @@ async def test_no_fallback_email_for_an_escalation_withdrawn_during_the_push(sta
     _, handoff = await stage.escalated()
 
     class WithdrawnMeanwhile:
-        async def online(self, account_id: str, member_ids: Collection[str]) -> frozenset[str]:
+        async def online(
+            self, account_id: str, member_ids: Collection[str] | None = None
+        ) -> frozenset[str]:
             await stage.handoffs.withdraw(ACME, "alice", handoff.id)
             return frozenset()
 

@@ -79,7 +79,12 @@ class MemoryPresence:
         if self._streams[key] <= 0:
             del self._streams[key]
 
-    async def online(self, account_id: str, member_ids: Collection[str]) -> frozenset[str]:
+    async def online(
+        self, account_id: str, member_ids: Collection[str] | None = None
+    ) -> frozenset[str]:
+        """Which of these members (None: any of the account) have a stream open."""
+        if member_ids is None:
+            return frozenset(m for a, m in self._streams if a == account_id)
         return frozenset(m for m in member_ids if (account_id, m) in self._streams)
 
 

@@ -246,5 +246,10 @@ class InProcessPresence:
         if self._counts[key] <= 0:
             del self._counts[key]
 
-    async def online(self, account_id: str, member_ids: Collection[str]) -> frozenset[str]:
+    async def online(
+        self, account_id: str, member_ids: Collection[str] | None = None
+    ) -> frozenset[str]:
+        """Which of these members (None: any of the account) have a stream open here."""
+        if member_ids is None:
+            return frozenset(m for a, m in self._counts if a == account_id)
         return frozenset(m for m in member_ids if (account_id, m) in self._counts)

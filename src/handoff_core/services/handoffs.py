@@ -54,7 +54,8 @@ IDEMPOTENCY_KEY_MAX = 200
 class NobodyOnline:
     """Presence when no live push exists: everyone is reached by email."""
 
-    async def online(self, account_id: str, member_ids: Any) -> frozenset[str]:
+    async def online(self, account_id: str, member_ids: Any = None) -> frozenset[str]:
+        """Nobody."""
         return frozenset()
 
 
@@ -100,28 +101,21 @@ class HandoffService:
         self._announcer: Announcer = announcer or SilentAnnouncer()
         self._make_id = make_id
 
-    async def _online(self, account_id: str, member_ids: list[str]) -> frozenset[str]:
-        """Presence is only a hint for the channel: if it cannot answer, everyone gets email
-        rather than the escalation failing."""
+    async def _online(self, account_id: str) -> frozenset[str]:
+        """Who of the account has a live stream, asked before the escalation's unit of work: from
+        inside it, presence (its own read) would take a second pooled connection while the first
+        is held, and a full pool would wait on itself. The unit of work decides who is reached;
+        presence only picks the channel, and if it cannot answer everyone gets email rather than
+        the escalation failing."""
+        if isinstance(self._presence, NobodyOnline):
+            return frozenset()
         try:
-            return await self._presence.online(account_id, member_ids)
+            return await self._presence.online(account_id)
         except Exception:
             log.exception(
                 "presence lookup failed; emailing everyone", extra={"account_id": account_id}
             )
             return frozenset()
-
-    async def _online_eligible(self, account_id: str, actor_id: str) -> frozenset[str]:
-        """Who an escalation would reach that has a live stream, asked before its unit of work:
-        from inside it, presence (its own read) would take a second pooled connection while the
-        first is held, and a full pool would wait on itself. The unit of work still decides who
-        is reached; anyone eligible only since then is emailed."""
-        if isinstance(self._presence, NobodyOnline):
-            return frozenset()
-        async with self._uow() as uow:
-            policy = await uow.policies.get(account_id) or EscalationPolicy()
-            eligible = await uow.members.eligible(account_id, policy.roles)
-        return await self._online(account_id, [m.id for m in eligible if m.id != actor_id])
 
     async def _commit(
         self,
@@ -317,7 +311,7 @@ class HandoffService:
     ) -> Handoff:
         now = self._clock.now()
         escalating = intent is Intent.ESCALATE
-        online = await self._online_eligible(account_id, actor_id) if escalating else frozenset()
+        online = await self._online(account_id) if escalating else frozenset()
         async with self._uow() as uow:
             actor = await acting_member(uow, account_id, actor_id)
             if key is not None:
