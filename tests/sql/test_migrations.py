@@ -19,7 +19,16 @@ from handoff_sql import (
 )
 from handoff_sql.tables import metadata
 
-TABLES = {"members", "sessions", "handoffs", "deliveries", "timeline", "policies", "presence"}
+TABLES = {
+    "members",
+    "sessions",
+    "handoffs",
+    "deliveries",
+    "timeline",
+    "policies",
+    "presence",
+    "login_links",
+}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -90,7 +99,9 @@ async def test_foreign_keys_are_indexed_and_keys_lead_with_the_account(empty_url
             ]
             assert any(cols[: len(columns)] == columns for cols in covered), (table.name, columns)
         keys = table.primary_key.columns.keys()
-        assert keys[0] == "account_id" or table.name in {"timeline", "presence"}, table.name
+        assert keys[0] == "account_id" or table.name in {"timeline", "presence", "login_links"}, (
+            table.name
+        )
 
 
 async def test_upgrading_twice_changes_nothing_and_downgrade_removes_it_all(

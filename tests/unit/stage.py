@@ -26,6 +26,7 @@ from handoff_core import (
     Session,
     TimelineEvent,
 )
+from handoff_core.links import ClaimLinks
 from handoff_memory import (
     ManualClock,
     MemoryDatabase,
@@ -81,6 +82,9 @@ class Observed:
     policies: tuple[EscalationPolicy, ...]
 
 
+LINK_SECRET = "unit-test-link-secret-of-32-bytes!!"
+
+
 @define
 class Stage:
     db: MemoryDatabase
@@ -92,6 +96,7 @@ class Stage:
     handoffs: HandoffService
     delivery: DeliveryService
     queries: Queries
+    links: ClaimLinks
     tracked: list[tuple[str, str]] = field(factory=list)
 
     async def start(
@@ -174,7 +179,10 @@ def build_stage(
     def make_id() -> str:
         return f"id{next(ids):04d}"
 
-    settings = DeliverySettings(public_url=public_url, retry=retry or RetrySchedule())
+    links = ClaimLinks(LINK_SECRET, public_url, clock)
+    settings = DeliverySettings(
+        public_url=public_url, retry=retry or RetrySchedule(), claim_links=links
+    )
     return Stage(
         db=db,
         clock=clock,
@@ -187,6 +195,7 @@ def build_stage(
             db, clock, mail, hub=hub, presence=presence, settings=settings, make_id=make_id
         ),
         queries=Queries(db),
+        links=links,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 
 from tests.unit.stage import (
@@ -332,10 +333,13 @@ async def test_the_message_names_the_escalator_notes_summary_and_claim_link() ->
     await stage.delivery.dispatch(ACME, handoff.id)
 
     [notice] = stage.mail.sent[BOB]
-    link = f"https://help.example/app/handoffs/{handoff.id}"
+    [token] = re.findall(r"https://help\.example/app/claim/([\w.-]+)", notice.body.text)
+    assert f"https://help.example/app/claim/{token}" in notice.body.html
+    ticket = stage.links.read(token)
+    assert (ticket.account_id, ticket.member_id, ticket.handoff_id) == (ACME, "bob", handoff.id)
     assert notice.body.subject == f"Escalation: {SUMMARY}"
     for part in (notice.body.text, notice.body.html):
-        assert "Alice" in part and link in part
+        assert "Alice" in part and "[claim-link-" not in part
     assert "Tried <b>everything</b>" in notice.body.text
     assert "Tried &lt;b&gt;everything&lt;/b&gt;" in notice.body.html
     assert notice.to_name == "Bob"

@@ -19,6 +19,7 @@ from handoff_core.errors import Conflict, StorageUnavailable
 from handoff_sql.outbox import SqlDeliveries, SqlTimeline
 from handoff_sql.repositories import (
     SqlHandoffs,
+    SqlLoginLinks,
     SqlMembers,
     SqlPolicies,
     SqlSessions,
@@ -87,6 +88,7 @@ class SqlUnitOfWork:
         self.deliveries = SqlDeliveries(self)
         self.timeline = SqlTimeline(self)
         self.policies = SqlPolicies(self)
+        self.login_links = SqlLoginLinks(self)
 
     @property
     def dialect(self) -> str:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import punq
 from attrs import define
 
 from handoff_app.live import BackgroundDispatch, LiveHub, LivePresence, ServiceAnnouncer
 from handoff_app.settings import Settings
+from handoff_core.links import ClaimLinks
 from handoff_core.ports import Clock, MailSender, UnitOfWorkFactory
 from handoff_core.retry import RetrySchedule
 from handoff_core.services.delivery import DeliveryService, DeliverySettings
@@ -40,6 +41,7 @@ class Services:
     dispatch: BackgroundDispatch
     hub: LiveHub
     presence: LivePresence
+    claim_links: ClaimLinks | None
     ready: Callable[[], Awaitable[bool]]
     closers: list[Callable[[], Awaitable[None]]]
 
@@ -98,6 +100,14 @@ async def _hub(settings: Settings) -> LiveHub:
     return InProcessHub()
 
 
+def claim_links_of(settings: Settings, clock: Clock) -> ClaimLinks | None:
+    """The claim links of every email, when there is a secret to sign them with."""
+    if not settings.link_key:
+        return None
+    ttl = timedelta(seconds=settings.claim_link_ttl_seconds)
+    return ClaimLinks(settings.link_key, settings.public_url, clock, ttl)
+
+
 async def build_services(settings: Settings, *, clock: Clock | None = None) -> Services:
     """Open what needs opening (database, hub) and wire the services with punq."""
     from handoff_push import InProcessPresence
@@ -114,6 +124,7 @@ async def build_services(settings: Settings, *, clock: Clock | None = None) -> S
     container.register(Settings, instance=settings)
     container.register(Clock, instance=clock or SystemClock())
     the_clock = container.resolve(Clock)
+    claim_links = claim_links_of(settings, the_clock)
     announcer = ServiceAnnouncer(hub, None)
     delivery = DeliveryService(
         uow,
@@ -126,6 +137,7 @@ async def build_services(settings: Settings, *, clock: Clock | None = None) -> S
             public_url=settings.public_url,
             lease_seconds=settings.worker_lease_seconds,
             batch_size=settings.worker_batch,
+            claim_links=claim_links,
             retry=RetrySchedule(
                 base_seconds=settings.retry_base_seconds,
                 cap_seconds=settings.retry_cap_seconds,
@@ -153,6 +165,7 @@ async def build_services(settings: Settings, *, clock: Clock | None = None) -> S
         dispatch=dispatch,
         hub=hub,
         presence=presence,
+        claim_links=claim_links,
         ready=ready,
         closers=closers,
     )

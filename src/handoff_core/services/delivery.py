@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from attrs import define, field
 
+from handoff_core.links import ClaimLinks
 from handoff_core.model import (
     Channel,
     Delivery,
@@ -64,6 +65,7 @@ class DeliverySettings:
     batch_size: int = 100
     lanes: int = 2  # batches of one escalation in flight at once: one sends while one records
     dispatch_batch_size: int = 500  # right after commit: larger batches, fewer round trips
+    claim_links: ClaimLinks | None = None  # each email's own claim link; None: the inbox's URL
 
 
 @define
@@ -376,7 +378,8 @@ class DeliveryService:
                     handoff, escalator, self._settings.public_url, d.kind, d.round
                 )
             recipient = batch.members.get((d.account_id, d.recipient_id))
-            notices.append(address(d, recipient.name if recipient else "", bodies[key]))
+            name = recipient.name if recipient else ""
+            notices.append(address(d, name, bodies[key], self._settings.claim_links))
         try:
             outcomes: Sequence[SendOutcome] = await self._mail.send(notices)
         except Exception as exc:
