@@ -31,7 +31,9 @@ CONTENT_SECURITY_POLICY = (
 PAGE_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",  # a claim link's token never leaves in a Referer
+    # A claim link's token never leaves in a Referer to another site; same-origin (not
+    # no-referrer, under which Chromium sends `Origin: null` on the page's own form posts).
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
@@ -67,11 +69,14 @@ def own_origins(request: Request, settings: Settings) -> set[str]:
 def same_origin(request: Request, settings: Settings) -> bool:
     """Whether a request came from one of this service's own pages (or from no page at all).
 
-    Browsers send `Origin` on every POST; when it is absent, `Sec-Fetch-Site` decides."""
+    Browsers send `Origin` on every POST; when it is absent or `null` (a privacy setting),
+    `Sec-Fetch-Site` decides."""
     origin = request.headers.get("origin")
-    if origin is not None:
-        return origin in own_origins(request, settings)
     site = request.headers.get("sec-fetch-site")
+    if origin is not None and origin != "null":
+        return origin in own_origins(request, settings) and site in (None, "same-origin", "none")
+    if origin == "null":
+        return site == "same-origin"
     return site in (None, "same-origin", "none")
 
 

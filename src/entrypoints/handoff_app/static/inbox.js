@@ -173,6 +173,25 @@
     }
   }
 
+  async function closed(id) {
+    // Taken while this page was not listening: say by whom, as the live event would have.
+    let words = "No longer open.";
+    try {
+      const answer = await call("GET", "/handoffs/" + encodeURIComponent(id));
+      if (answer.ok) {
+        const h = await answer.json();
+        if (h.status === "claimed") {
+          words = h.claimed_by === boot.member_id ? "You claimed it." : "Claimed by " + nameOf(h.claimed_by);
+        } else if (h.status === "withdrawn") {
+          words = "Withdrawn by " + nameOf(h.created_by);
+        }
+      }
+    } catch (e) {
+      // the words above will do
+    }
+    retire(id, words);
+  }
+
   async function reload() {
     // The whole open queue, anew: after (re)connecting and on stream.reset.
     let answer;
@@ -185,7 +204,7 @@
     const open = await answer.json();
     const ids = new Set(open.map((h) => h.id));
     for (const card of queue.querySelectorAll(".card")) {
-      if (!ids.has(card.dataset.handoffId)) card.remove();
+      if (!ids.has(card.dataset.handoffId)) closed(card.dataset.handoffId);
     }
     for (const h of open) {
       add({
