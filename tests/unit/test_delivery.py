@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
+from datetime import timedelta
 
 from tests.unit.stage import (
     ACME,
@@ -174,6 +175,22 @@ async def test_reminders_go_out_after_remind_after_up_to_max_reminders(stage: St
         if e.type is EventType.ESCALATION_REMINDED
     ]
     assert rounds == [1, 2]
+
+
+async def test_a_reminder_carries_the_recipients_own_claim_link_good_for_a_fresh_ttl(
+    stage: Stage,
+) -> None:
+    _, handoff = await stage.escalated()
+    await stage.delivery.dispatch(ACME, handoff.id)
+    stage.clock.advance(600)
+    assert await stage.delivery.remind_due() == 1
+    await stage.delivery.dispatch(ACME, handoff.id)
+    first, reminder = stage.mail.sent[BOB][-2:]
+    assert reminder.body.subject.startswith("Reminder 1")
+    tokens = [re.findall(r"/claim/([\w.-]+)", n.body.text)[0] for n in (first, reminder)]
+    tickets = [stage.links.read(t) for t in tokens]
+    assert {(t.member_id, t.handoff_id) for t in tickets} == {("bob", handoff.id)}
+    assert tickets[1].expires_at - tickets[0].expires_at == timedelta(seconds=600)
 
 
 async def test_reminders_stop_at_claim(stage: Stage) -> None:
