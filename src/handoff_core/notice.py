@@ -22,9 +22,10 @@ if TYPE_CHECKING:
 class NoticeBody:
     """What every recipient of one handoff's notice of one kind reads.
 
-    `link_slot` marks where each recipient's own claim link goes (filled in by `address`);
-    `inbox_url` stands in for it when no claim links are issued. A body handed to a sender has
-    no slot left (`link_slot` is None).
+    `link_slot` marks where each recipient's own claim link goes (filled in by `address`); it
+    stands on a short line of its own in each part, so a sender can encode the shared body once
+    and only that line per recipient. `inbox_url` stands in for the link when no claim links are
+    issued.
     """
 
     subject: str
@@ -43,6 +44,15 @@ class Notice:
     to_address: str
     to_name: str
     body: NoticeBody
+    shared: NoticeBody | None = None
+    claim_url: str = ""
+
+    @property
+    def template(self) -> NoticeBody:
+        """The body every recipient shares (with the link slot, when it has one): what a sender
+        may encode once and fill in per recipient with `claim_url`. `body` is this recipient's
+        own words, the link filled in."""
+        return self.shared if self.shared is not None else self.body
 
 
 def inbox_link(public_url: str) -> str:
@@ -61,7 +71,7 @@ def compose(
     `address`: a random marker, so no summary or note can ever be mistaken for it."""
     summary = _one_line(str(handoff.snapshot.get("problem_summary", ""))) or "(no summary)"
     who = escalator.name if escalator is not None else handoff.created_by
-    link = f"[claim-link-{secrets.token_hex(8)}]"
+    link = f"[[claim-{secrets.token_hex(8)}]]"
     notes = handoff.engineer_notes or "(no notes)"
     if kind is NoticeKind.REMINDER:
         subject = f"Reminder {round}: still unclaimed: {summary}"
@@ -75,14 +85,16 @@ def compose(
         "button on that page claims it.\n"
     )
     esc = html.escape
-    html_body = (
-        f"<p>{esc(opening)}</p>"
-        f"<p><strong>Problem:</strong> {esc(summary)}</p>"
-        f"<p><strong>Notes from {esc(who)}:</strong></p>"
-        f'<pre style="white-space:pre-wrap">{esc(notes)}</pre>'
-        f'<p><a href="{link}">Claim this escalation</a></p>'
-        "<p>The link is yours alone: it opens the escalation, and only the button on that page "
-        "claims it.</p>"
+    html_body = "\n".join(
+        (
+            f"<p>{esc(opening)}</p>",
+            f"<p><strong>Problem:</strong> {esc(summary)}</p>",
+            f"<p><strong>Notes from {esc(who)}:</strong></p>",
+            f'<pre style="white-space:pre-wrap">{esc(notes)}</pre>',
+            f'<p><a href="{link}">Claim this escalation</a></p>',
+            "<p>The link is yours alone: it opens the escalation, and only the button on that "
+            "page claims it.</p>",
+        )
     )
     return NoticeBody(
         subject=subject, text=text, html=html_body, link_slot=link, inbox_url=inbox_link(public_url)
@@ -96,23 +108,39 @@ def address(
     links: ClaimLinks | None = None,
 ) -> Notice:
     """The notice for one recipient: `body` with the recipient's own claim link in its slot
-    (from `links`), or the inbox's address when there are no claim links."""
-    if body.link_slot is not None:
-        url = (
-            links.url(delivery.account_id, delivery.recipient_id, delivery.handoff_id)
-            if links is not None
-            else body.inbox_url
+    (from `links`), or the inbox's address when there are no claim links. The shared body rides
+    along (`shared`, `claim_url`) for senders that encode it once per batch."""
+    if body.link_slot is None:
+        return Notice(
+            delivery_id=delivery.id,
+            message_id=delivery.message_id,
+            to_address=delivery.address,
+            to_name=recipient_name,
+            body=body,
         )
-        body = evolve(
-            body,
-            text=body.text.replace(body.link_slot, url),
-            html=body.html.replace(body.link_slot, html.escape(url, quote=True)),
-            link_slot=None,
-        )
+    url = (
+        links.url(delivery.account_id, delivery.recipient_id, delivery.handoff_id)
+        if links is not None
+        else body.inbox_url
+    )
     return Notice(
         delivery_id=delivery.id,
         message_id=delivery.message_id,
         to_address=delivery.address,
         to_name=recipient_name,
-        body=body,
+        body=fill_link(body, url),
+        shared=body,
+        claim_url=url,
+    )
+
+
+def fill_link(body: NoticeBody, url: str) -> NoticeBody:
+    """`body` with `url` in its link slot (escaped for the HTML part)."""
+    if body.link_slot is None:
+        return body
+    return evolve(
+        body,
+        text=body.text.replace(body.link_slot, url),
+        html=body.html.replace(body.link_slot, html.escape(url, quote=True)),
+        link_slot=None,
     )

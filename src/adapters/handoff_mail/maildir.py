@@ -54,9 +54,9 @@ class MaildirSender:
         outcomes: list[SendOutcome] = []
         for notice in notices:
             try:
-                shared = templates.get(notice.body)
+                shared = templates.get(notice.template)
                 if shared is None:
-                    shared = templates[notice.body] = template(notice.body, LF)
+                    shared = templates[notice.template] = template(notice.template, LF)
                 raw = render(notice, shared, sender_line=self._sender_line, date=date, linesep=LF)
             except ValueError as exc:
                 outcomes.append(

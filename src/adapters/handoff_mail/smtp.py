@@ -215,9 +215,9 @@ class SmtpSender:
         notice = batch.notices[index]
         did = notice.delivery_id
         try:
-            shared = batch.templates.get(notice.body)
+            shared = batch.templates.get(notice.template)
             if shared is None:
-                shared = batch.templates[notice.body] = template(notice.body)
+                shared = batch.templates[notice.template] = template(notice.template)
             message = render(notice, shared, sender_line=self._sender_line, date=batch.date)
         except ValueError as exc:
             return SendOutcome(did, ok=False, permanent=True, error=str(exc)), False
