@@ -76,13 +76,20 @@ class Pages:
 
     browser: Browser
     opened: list[Page] = field(factory=list)
+    elsewhere: list[str] = field(factory=list)  # requests to anywhere but 127.0.0.1
 
     async def new(self, **options: Any) -> tuple[BrowserContext, Page]:
         context = await self.browser.new_context(**options)
         context.set_default_timeout(WAIT_MS)
+        context.on("request", lambda request: self._note(request))
         page = await context.new_page()
         self.opened.append(page)
         return context, page
+
+    def _note(self, request: Any) -> None:
+        url = str(request.url)
+        if not url.startswith(("http://127.0.0.1:", "data:", "about:")):
+            self.elsewhere.append(url)
 
     async def signed_in(self, site: Site, account_id: str, member_id: str) -> Page:
         """A page of a new context, signed in by a one-time link and showing the live inbox."""

@@ -93,6 +93,7 @@ async def test_a_card_arrives_live_is_claimed_in_the_page_and_goes_live_elsewher
     await expect(taken.locator(".claim")).to_have_count(0)
     r = await site.api.call("GET", f"/handoffs/{handoff_id}", ERIN)
     assert r.json()["claimed_by"] == "adam"
+    assert pages.elsewhere == []  # the inbox asked nothing of any other host
     await adam.screenshot(path=str(Path(site.settings.maildir).parent / "inbox.png"))
 
 
@@ -138,6 +139,7 @@ async def test_an_emails_claim_link_shows_the_escalation_and_its_button_claims(
     await expect(page.locator("#state")).to_contain_text("You have it")
     r = await site.api.call("GET", f"/handoffs/{handoff_id}", ERIN)
     assert r.json()["claimed_by"] == "olga"
+    assert pages.elsewhere == []
 
 
 async def test_user_text_shows_as_text_and_runs_nothing(site: Site, pages: Pages) -> None:

@@ -79,9 +79,7 @@ async def test_the_same_code_cannot_be_stored_twice(db: UnitOfWorkFactory) -> No
         await add(db, link("twice"))
 
 
-async def test_the_service_signs_in_a_current_member_once(
-    db: UnitOfWorkFactory, make: Any
-) -> None:
+async def test_the_service_signs_in_a_current_member_once(db: UnitOfWorkFactory, make: Any) -> None:
     await make.member("acme", "alice", Role.ENGINEER)
     clock = Clock()
     signin = SignInService(db, clock)

@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import re
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
+from fastapi import FastAPI
+from tests.e2e.conftest import make_settings, prepared
 from tests.e2e.people import API, Api
 
 from handoff_app.container import Services
+from handoff_app.http import create_app
 from handoff_core.services.signin import SignInService
 
 ERIN = ("acme", "erin")
@@ -111,3 +115,35 @@ async def test_signing_out_clears_the_cookie(client: httpx.AsyncClient, services
     out = await client.post("/logout", headers=SAME)
     assert out.status_code == 200
     assert (await client.get("/")).status_code == 401
+
+
+async def test_mounted_under_a_prefix_the_pages_their_assets_and_cookie_stay_under_it(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(tmp_path, "memory")
+    services = await prepared(settings)
+    host = FastAPI()
+    host.mount("/handoff", create_app(settings, services))
+    transport = httpx.ASGITransport(app=host)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://handoff.test") as c:
+            code = await SignInService(services.uow, services.clock).issue(
+                *OLGA, timedelta(minutes=5)
+            )
+            opened = await c.get(f"/handoff/login/{code}")
+            assert opened.status_code == 200
+            assert "path=/handoff" in opened.headers["set-cookie"].lower()
+            page = await c.get("/handoff/")
+            assert page.status_code == 200
+            assets = re.findall(r'(?:src|href)="(/[^"]+\.(?:js|css))"', page.text)
+            assert sorted(assets) == ["/handoff/static/handoff.css", "/handoff/static/inbox.js"]
+            for asset in assets:
+                assert (await c.get(asset)).status_code == 200
+            boot = re.search(r'id="boot">(.*?)</script>', page.text)
+            assert boot is not None and json.loads(boot.group(1))["api"] == "/handoff/api/v1"
+            docs = await c.get("/handoff/docs")
+            for asset in re.findall(r'(?:src|href)="([^"]+)"', docs.text):
+                assert asset.startswith("/handoff/"), asset
+                assert (await c.get(asset)).status_code == 200, asset
+    finally:
+        await services.close()
