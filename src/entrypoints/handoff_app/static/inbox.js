@@ -180,6 +180,7 @@
       const answer = await call("GET", "/handoffs/" + encodeURIComponent(id));
       if (answer.ok) {
         const h = await answer.json();
+        if (h.status === "open") return; // raised after the queue was read: it stays
         if (h.status === "claimed") {
           words = h.claimed_by === boot.member_id ? "You claimed it." : "Claimed by " + nameOf(h.claimed_by);
         } else if (h.status === "withdrawn") {
@@ -244,24 +245,22 @@
 
   function connect() {
     const stream = new EventSource(boot.api + "/escalations/stream", { withCredentials: true });
-    let ready = null;
+    let loaded = Promise.resolve(true);
     stream.addEventListener("open", () => {
       setLive("live", "live");
       // Whatever was raised between this page's rendering and the stream's start is in the
-      // queue now; a stream that says stream.ready gets its position marked seen after that.
-      reload().then(() => {
-        if (ready !== null) shown(ready);
-      });
+      // queue fetched now, so what stream.ready's position covers is on the page once it is in.
+      loaded = reload();
     });
     stream.addEventListener("error", () => {
-      setLive(stream.readyState === EventSource.CLOSED ? "off" : "connecting", stream.readyState === EventSource.CLOSED ? "offline: reload the page" : "reconnecting…");
+      if (stream.readyState === EventSource.CLOSED) setLive("off", "offline: reload the page");
+      else setLive("connecting", "reconnecting…");
     });
     stream.addEventListener("stream.ready", (event) => {
-      ready = event;
-      shown(event);
+      loaded.then(() => shown(event));
     });
     stream.addEventListener("stream.reset", () => {
-      reload();
+      loaded = reload();
     });
     stream.addEventListener("escalation.created", (event) => {
       add(parse(event));
