@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from handoff_app.container import Services
 from handoff_app.http import errors
 from handoff_app.http.auth import stranger_refusal
+from handoff_app.http.claim_pages import router as claim_router
 from handoff_app.http.docs import install_docs, install_openapi, operation_id
 from handoff_app.http.lifecycle import ServiceSlot, get_services, handoff_lifespan
 from handoff_app.http.limits import BodyLimit
@@ -110,6 +111,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     for router in (members_router, sessions_router, handoffs_router, stream_router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(pages_router)
+    app.include_router(claim_router)
     app.mount("/static", StaticFiles(packages=[("handoff_app", "static")]), name="handoff-static")
     install_docs(app)
     install_openapi(app)
