@@ -203,3 +203,25 @@ async def test_user_text_on_the_claim_page_is_text(
     assert page.status_code == 200
     assert "<img" not in page.text
     assert "&lt;img src=x onerror=alert(1)&gt;" in page.text
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"\xff\xfe\x00garbage", "application/x-www-form-urlencoded"),
+        (b"csrf=1&csrf=2&handoff_id=a&handoff_id=b", "application/x-www-form-urlencoded"),
+        (b"&".join(b"f%d=1" % i for i in range(500)), "application/x-www-form-urlencoded"),
+        (b'{"csrf": "x"}', "application/json"),
+        (b"", "text/plain"),
+    ],
+)
+async def test_an_odd_claim_post_is_refused_plainly_never_a_500(
+    api: Api, client: httpx.AsyncClient, services: Services, body: bytes, content_type: str
+) -> None:
+    _, handoff_id = await api.escalate(ERIN)
+    assert services.claim_links is not None
+    path = link_path(services.claim_links.url("acme", "olga", handoff_id))
+    headers = {"Origin": "http://handoff.test", "Content-Type": content_type}
+    r = await client.post(path, content=body, headers=headers)
+    assert r.status_code == 403 and "Not claimed" in r.text
+    assert (await handoff_of(api, handoff_id))["status"] == "open"

@@ -206,9 +206,10 @@ async def claim_by_link(
 
 
 async def _form(request: Request) -> dict[str, str]:
-    """An urlencoded form's fields, first value of each (the body limit already applies)."""
+    """An urlencoded form's fields, first value of each; empty for anything else (the body
+    limit already applies)."""
     try:
-        body = (await request.body()).decode("utf-8")
-    except UnicodeDecodeError:
+        fields = parse_qs((await request.body()).decode("utf-8"), max_num_fields=20)
+    except ValueError:  # not UTF-8, or more fields than any form of ours has
         return {}
-    return {k: v[0] for k, v in parse_qs(body, max_num_fields=20).items()}
+    return {k: v[0] for k, v in fields.items()}
