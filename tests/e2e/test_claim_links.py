@@ -9,11 +9,15 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from tests.e2e.people import Api, mails
+from tests.e2e.servers import serving
+from tests.e2e.test_stream import access_log  # noqa: F401
 
 from handoff_app.container import Services
 from handoff_app.settings import Settings
 from handoff_core.links import ClaimLinks
+from handoff_core.services.signin import SignInService
 
 ERIN = ("acme", "erin")
 ADAM = ("acme", "adam")
@@ -225,3 +229,24 @@ async def test_an_odd_claim_post_is_refused_plainly_never_a_500(
     r = await client.post(path, content=body, headers=headers)
     assert r.status_code == 403 and "Not claimed" in r.text
     assert (await handoff_of(api, handoff_id))["status"] == "open"
+
+
+async def test_claim_tokens_and_sign_in_codes_never_reach_the_access_log(
+    api: Api,
+    app: FastAPI,
+    services: Services,
+    access_log: list[str],  # noqa: F811
+) -> None:
+    _, handoff_id = await api.escalate(ERIN)
+    assert services.claim_links is not None
+    token = services.claim_links.token("acme", "olga", handoff_id)
+    code = await SignInService(services.uow, services.clock).issue(
+        "acme", "olga", timedelta(minutes=5)
+    )
+    async with serving(app) as base, httpx.AsyncClient(base_url=base) as remote:
+        assert (await remote.get(f"/claim/{token}")).status_code == 200
+        assert (await remote.get(f"/login/{code}?next=x")).status_code == 200
+    lines = [line for line in access_log if "/claim/" in line or "/login/" in line]
+    assert len(lines) == 2, access_log
+    assert all("[redacted]" in line for line in lines)
+    assert not any(token.split(".")[1] in line or code in line for line in access_log)
