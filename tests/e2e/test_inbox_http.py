@@ -147,3 +147,15 @@ async def test_mounted_under_a_prefix_the_pages_their_assets_and_cookie_stay_und
                 assert (await c.get(asset)).status_code == 200, asset
     finally:
         await services.close()
+
+
+async def test_the_cookie_opens_nothing_for_a_script_of_another_origin(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    await sign_in(client, services, OLGA)
+    evil = {"Origin": "http://127.0.0.1:9"}  # same site, another port: the cookie goes along
+    r = await client.get(f"{API}/escalations/stream", headers=evil)
+    assert r.status_code == 403 and r.json()["error"] == "cross_site"
+    r = await client.get(f"{API}/escalations", headers=evil)
+    assert r.status_code == 403
+    assert (await client.get(f"{API}/escalations", headers=SAME)).status_code == 200

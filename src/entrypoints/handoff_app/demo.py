@@ -120,6 +120,15 @@ async def _wait_for_mail(maildir: Path, count: int) -> list[mailbox.MaildirMessa
     raise DemoFailed(f"expected {count} emails in {maildir}")
 
 
+async def _wait_for_email_to(maildir: Path, to: str, subject: str) -> mailbox.MaildirMessage:
+    for _ in range(int(WAIT_SECONDS * 20)):
+        for message in _mail_in(maildir):
+            if to in str(message["To"]) and subject in str(message["Subject"]):
+                return message
+        await asyncio.sleep(0.05)
+    raise DemoFailed(f"no email to {to} about {subject!r} in {maildir}")
+
+
 def _claim_link_in(message: mailbox.MaildirMessage, base: str) -> str:
     for part in message.walk():
         if part.get_content_type() == "text/plain":
@@ -286,11 +295,9 @@ async def _demo(folder: Path, kept: bool = False) -> None:
             ),
             201,
         )
-        mail = await _wait_for_mail(folder / "mail", len(messages) + 4)
-        to_ada = [m for m in mail if "ada@" in str(m["To"]) and "Printer" in str(m["Subject"])]
-        if not to_ada:
-            raise DemoFailed("Ada got no email about the second escalation")
-        claim_url = _claim_link_in(to_ada[0], base)
+        claim_url = _claim_link_in(
+            await _wait_for_email_to(folder / "mail", "ada@", "Printer"), base
+        )
         page = await http.get(claim_url.removeprefix(base))
         _say(f"   Ada's email links to her own claim page: GET it answers {page.status_code}")
         _say("   (opening it claims nothing; its Claim button does)")

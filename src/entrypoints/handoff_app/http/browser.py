@@ -92,7 +92,12 @@ def session_token(request: Request) -> str | None:
 
 def check_cookie_request(request: Request, settings: Settings, cookie: str) -> None:
     """A request authenticated by the cookie alone: a state change must carry the page's CSRF
-    token and come from this service's origin; raises an ApiRefusal (403) otherwise."""
+    token and come from this service's origin, and no request may come from another origin's
+    script (a same-site page on another port could otherwise hold the stream open, and with it
+    the member's presence); raises an ApiRefusal (403) otherwise."""
+    origin = request.headers.get("origin")
+    if origin not in (None, "null") and origin not in own_origins(request, settings):
+        raise cross_site_refusal()
     if request.method in SAFE_METHODS:
         return
     if not same_origin(request, settings):
