@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -12,7 +14,6 @@ import pytest
 from fastapi import FastAPI
 from tests.e2e.people import Api, mails
 from tests.e2e.servers import serving
-from tests.e2e.test_stream import access_log  # noqa: F401
 
 from handoff_app.container import Services
 from handoff_app.settings import Settings
@@ -231,11 +232,31 @@ async def test_an_odd_claim_post_is_refused_plainly_never_a_500(
     assert (await handoff_of(api, handoff_id))["status"] == "open"
 
 
+@pytest.fixture
+def access_log() -> Iterator[list[str]]:
+    """What uvicorn's access log prints, as formatted lines."""
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    logger = logging.getLogger("uvicorn.access")
+    handler, level = Keep(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 async def test_claim_tokens_and_sign_in_codes_never_reach_the_access_log(
     api: Api,
     app: FastAPI,
     services: Services,
-    access_log: list[str],  # noqa: F811
+    access_log: list[str],
 ) -> None:
     _, handoff_id = await api.escalate(ERIN)
     assert services.claim_links is not None
