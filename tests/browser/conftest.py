@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from attrs import define, field
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 from tests.e2e.conftest import make_settings, prepared
 from tests.e2e.people import Api
 from tests.e2e.servers import bound_socket, serving
@@ -102,6 +102,7 @@ class Pages:
 
 @pytest.fixture
 async def pages(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Pages]:
+    expect.set_options(timeout=WAIT_MS)  # a loaded 2-core CI machine needs more than 5 s
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM)
         kept = Pages(browser)
