@@ -45,6 +45,8 @@ async def _signed_in(request: Request, settings: Settings, services: Services) -
 @router.get("/", response_class=HTMLResponse)
 @router.get("/inbox", response_class=HTMLResponse)
 async def inbox(request: Request, services: ServicesDep, settings: SettingsDep) -> Response:
+    """The signed-in senior's inbox (the open queue, oldest first; its script keeps it live), the
+    sign-in page (401) for anyone else, or a plain word for a viewer (403)."""
     try:
         member = await _signed_in(request, settings, services)
         if member is None:
@@ -118,6 +120,7 @@ async def login(
 
 @router.post("/logout", response_class=HTMLResponse)
 async def logout(request: Request, settings: SettingsDep) -> Response:
+    """Clear the session cookie (from this service's own page only)."""
     if not browser.same_origin(request, settings):
         return views.notice(request, 403, "Not signed out", "That request came from another site.")
     response = views.notice(request, 200, "Signed out", "You are signed out of the inbox.")
