@@ -13,6 +13,7 @@ from typing import Protocol, Self
 
 from attrs import frozen
 
+from handoff_core.links import LoginLink
 from handoff_core.model import (
     Delivery,
     EscalationPolicy,
@@ -215,6 +216,17 @@ class Policies(Protocol):
     async def put(self, account_id: str, policy: EscalationPolicy) -> None: ...
 
 
+class LoginLinks(Protocol):
+    """One-time sign-in links, kept by the SHA-256 of their code."""
+
+    async def add(self, link: LoginLink) -> None: ...
+
+    async def redeem(self, code_hash: str, at: datetime) -> LoginLink | None:
+        """One conditional write: mark the link used if it is unused and not expired at `at`.
+        The link as it was if this call redeemed it; None if it is unknown, used or expired."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """`async with uow:` rolls back unless `commit()` was called inside."""
 
@@ -238,6 +250,9 @@ class UnitOfWork(Protocol):
 
     @property
     def stream(self) -> Stream: ...
+
+    @property
+    def login_links(self) -> LoginLinks: ...
 
     async def __aenter__(self) -> Self: ...
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
+from datetime import timedelta
 
 from tests.unit.stage import (
     ACME,
@@ -183,6 +185,22 @@ async def test_reminders_go_out_after_remind_after_up_to_max_reminders(stage: St
     assert rounds == [1, 2]
 
 
+async def test_a_reminder_carries_the_recipients_own_claim_link_good_for_a_fresh_ttl(
+    stage: Stage,
+) -> None:
+    _, handoff = await stage.escalated()
+    await stage.delivery.dispatch(ACME, handoff.id)
+    stage.clock.advance(600)
+    assert await stage.delivery.remind_due() == 1
+    await stage.delivery.dispatch(ACME, handoff.id)
+    first, reminder = stage.mail.sent[BOB][-2:]
+    assert reminder.body.subject.startswith("Reminder 1")
+    tokens = [re.findall(r"/claim/([\w.-]+)", n.body.text)[0] for n in (first, reminder)]
+    tickets = [stage.links.read(t) for t in tokens]
+    assert {(t.member_id, t.handoff_id) for t in tickets} == {("bob", handoff.id)}
+    assert tickets[1].expires_at - tickets[0].expires_at == timedelta(seconds=600)
+
+
 async def test_reminders_stop_at_claim(stage: Stage) -> None:
     _, handoff = await stage.escalated()
     stage.clock.advance(300)
@@ -340,10 +358,13 @@ async def test_the_message_names_the_escalator_notes_summary_and_claim_link() ->
     await stage.delivery.dispatch(ACME, handoff.id)
 
     [notice] = stage.mail.sent[BOB]
-    link = f"https://help.example/app/handoffs/{handoff.id}"
+    [token] = re.findall(r"https://help\.example/app/claim/([\w.-]+)", notice.body.text)
+    assert f"https://help.example/app/claim/{token}" in notice.body.html
+    ticket = stage.links.read(token)
+    assert (ticket.account_id, ticket.member_id, ticket.handoff_id) == (ACME, "bob", handoff.id)
     assert notice.body.subject == f"Escalation: {SUMMARY}"
     for part in (notice.body.text, notice.body.html):
-        assert "Alice" in part and link in part
+        assert "Alice" in part and "[claim-link-" not in part
     assert "Tried <b>everything</b>" in notice.body.text
     assert "Tried &lt;b&gt;everything&lt;/b&gt;" in notice.body.html
     assert notice.to_name == "Bob"

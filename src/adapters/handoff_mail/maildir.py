@@ -55,9 +55,9 @@ class MaildirSender:
         outcomes: list[SendOutcome] = []
         for notice in notices:
             try:
-                shared = templates.get(notice.body)
+                shared = templates.get(notice.template)
                 if shared is None:
-                    shared = templates[notice.body] = template(notice.body, LF)
+                    shared = templates[notice.template] = template(notice.template, LF)
                 # A Maildir is read by mail clients, which take UTF-8 headers (RFC 6532) as an
                 # SMTPUTF8 server would: an internationalised address is kept as it was given.
                 to = wire_address(notice.to_address, smtputf8=True)

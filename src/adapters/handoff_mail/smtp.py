@@ -238,9 +238,9 @@ class SmtpSender:
         smtputf8 = conn.supports_extension("smtputf8")
         try:
             to = wire_address(notice.to_address, smtputf8=smtputf8)
-            shared = batch.templates.get(notice.body)
+            shared = batch.templates.get(notice.template)
             if shared is None:
-                shared = batch.templates[notice.body] = template(notice.body)
+                shared = batch.templates[notice.template] = template(notice.template)
             utf8 = not to.isascii()
             message = render(
                 notice,

@@ -8,6 +8,7 @@ from typing import Self
 from handoff_memory.repositories import (
     MemoryDeliveries,
     MemoryHandoffs,
+    MemoryLoginLinks,
     MemoryMembers,
     MemoryPolicies,
     MemorySessions,
@@ -32,6 +33,7 @@ class MemoryUnitOfWork:
         self.timeline = MemoryTimeline(store, self._journal)
         self.policies = MemoryPolicies(store, self._journal)
         self.stream = MemoryStream(store, self._journal)
+        self.login_links = MemoryLoginLinks(store, self._journal)
 
     async def __aenter__(self) -> Self:
         await self._store.lock.acquire()

@@ -19,6 +19,7 @@ from handoff_core.errors import Conflict, StorageUnavailable
 from handoff_sql.outbox import SqlDeliveries, SqlStream, SqlTimeline
 from handoff_sql.repositories import (
     SqlHandoffs,
+    SqlLoginLinks,
     SqlMembers,
     SqlPolicies,
     SqlSessions,
@@ -88,6 +89,7 @@ class SqlUnitOfWork:
         self.timeline = SqlTimeline(self)
         self.policies = SqlPolicies(self)
         self.stream = SqlStream(self)
+        self.login_links = SqlLoginLinks(self)
 
     @property
     def dialect(self) -> str:

@@ -58,8 +58,18 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--member", required=True)
     token.add_argument("--ttl", type=float, default=3600.0, help="seconds (default 3600)")
 
+    login = sub.add_parser("login-link", help="print a one-time sign-in link to the inbox page")
+    login.add_argument("--account", required=True)
+    login.add_argument("--member", required=True)
+    login.add_argument("--ttl", type=float, default=900.0, help="seconds (default 900)")
+
     demo = sub.add_parser("demo", help="the whole product in one run, on SQLite and Maildir")
-    demo.add_argument("--dir", help="work in this folder (default: a new temporary one)")
+    demo.add_argument(
+        "--dir", help="work in this folder, and keep it (default: a new temporary one)"
+    )
+    demo.add_argument(
+        "--keep", action="store_true", help="keep the folder, to serve it again afterwards"
+    )
     return parser
 
 
@@ -163,10 +173,30 @@ async def _token(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def _login_link(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import timedelta
+
+    from handoff_app.container import build_services
+    from handoff_app.http.pages import login_link
+    from handoff_core.services.signin import SignInService
+
+    if not 0 < args.ttl <= 7 * 86400:
+        raise SettingsError("--ttl must be more than 0 and at most 604800 seconds (7 days)")
+    services = await build_services(settings)
+    try:
+        code = await SignInService(services.uow, services.clock).issue(
+            args.account, args.member, timedelta(seconds=args.ttl)
+        )
+    finally:
+        await services.close()
+    print(login_link(settings.public_url, code))
+    return 0
+
+
 async def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from handoff_app.demo import run_demo
 
-    return await run_demo(args.dir)
+    return await run_demo(args.dir, keep=args.keep)
 
 
 COMMANDS: dict[str, Command] = {
@@ -175,6 +205,7 @@ COMMANDS: dict[str, Command] = {
     "db": _db,
     "members": _members,
     "token": _token,
+    "login-link": _login_link,
     "demo": _demo,
 }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import punq
 from attrs import define
@@ -18,6 +18,7 @@ from handoff_app.live import (
     StreamGuard,
 )
 from handoff_app.settings import Settings
+from handoff_core.links import ClaimLinks
 from handoff_core.ports import Clock, MailSender, UnitOfWorkFactory
 from handoff_core.retry import RetrySchedule
 from handoff_core.services.delivery import DeliveryService, DeliverySettings
@@ -50,6 +51,7 @@ class Services:
     hub: LiveHub
     guard: StreamGuard
     presence: LivePresence
+    claim_links: ClaimLinks | None
     ready: Callable[[], Awaitable[bool]]
     closers: list[Callable[[], Awaitable[None]]]
 
@@ -110,6 +112,14 @@ async def _hub(settings: Settings, uow: UnitOfWorkFactory) -> LiveHub:
     return InProcessHub(source)
 
 
+def claim_links_of(settings: Settings, clock: Clock) -> ClaimLinks | None:
+    """The claim links of every email, when there is a secret to sign them with."""
+    if not settings.link_key:
+        return None
+    ttl = timedelta(seconds=settings.claim_link_ttl_seconds)
+    return ClaimLinks(settings.link_key, settings.public_url, clock, ttl)
+
+
 async def build_services(settings: Settings, *, clock: Clock | None = None) -> Services:
     """Open what needs opening (database, hub) and wire the services with punq."""
     from handoff_mail import check_address
@@ -127,6 +137,7 @@ async def build_services(settings: Settings, *, clock: Clock | None = None) -> S
     container.register(Settings, instance=settings)
     container.register(Clock, instance=clock or SystemClock())
     the_clock = container.resolve(Clock)
+    claim_links = claim_links_of(settings, the_clock)
     announcer = ServiceAnnouncer(hub, None)
     delivery = DeliveryService(
         uow,
@@ -138,6 +149,7 @@ async def build_services(settings: Settings, *, clock: Clock | None = None) -> S
             public_url=settings.public_url,
             lease_seconds=settings.worker_lease_seconds,
             batch_size=settings.worker_batch,
+            claim_links=claim_links,
             retry=RetrySchedule(
                 base_seconds=settings.retry_base_seconds,
                 cap_seconds=settings.retry_cap_seconds,
@@ -169,6 +181,7 @@ async def build_services(settings: Settings, *, clock: Clock | None = None) -> S
         hub=hub,
         guard=StreamGuard(hub, uow),
         presence=presence,
+        claim_links=claim_links,
         ready=ready,
         closers=closers,
     )

@@ -51,6 +51,23 @@ def _database_url(raw: str) -> str:
     )
 
 
+def _origins(raw: str) -> tuple[str, ...]:
+    """`HANDOFF_CORS_ORIGINS`: comma-separated `scheme://host[:port]` origins, or `*`."""
+    found: list[str] = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        parts = urlsplit(item)
+        if item != "*" and (
+            parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/")
+        ):
+            raise SettingsError(
+                f"HANDOFF_CORS_ORIGINS item {item!r} must be an origin like https://desk.example.com"
+            )
+        found.append(item.rstrip("/"))
+    return tuple(found)
+
+
 def _public_url(raw: str) -> str:
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -76,6 +93,14 @@ class Settings:
     body_limit_bytes: int = 512 * 1024
     heartbeat_seconds: float = 15.0
     dispatch_concurrency: int = 8
+    link_secret: str | None = None  # claim links' key; None: derived from jwt_secret
+    claim_link_ttl_seconds: float = 86400.0
+    cors_origins: tuple[str, ...] = ()
+
+    @property
+    def link_key(self) -> str | None:
+        """The secret claim links are signed with (a key is derived from it for that alone)."""
+        return self.link_secret or self.jwt_secret
 
     @property
     def is_postgres(self) -> bool:
@@ -114,6 +139,9 @@ class Settings:
         cap = _number(env, "HANDOFF_RETRY_CAP_SECONDS", float, 3600.0, 0.001, 7 * 86400)
         if cap < base:
             raise SettingsError("HANDOFF_RETRY_CAP_SECONDS must not be below the base")
+        link_secret = env.get("HANDOFF_LINK_SECRET") or None
+        if link_secret is not None and len(link_secret.encode("utf-8")) < 32:
+            raise SettingsError("HANDOFF_LINK_SECRET must be at least 32 bytes")
         return cls(
             database_url=database_url,
             smtp_url=smtp_url,
@@ -135,4 +163,9 @@ class Settings:
             ),
             heartbeat_seconds=_number(env, "HANDOFF_HEARTBEAT_SECONDS", float, 15.0, 0.05, 3600),
             dispatch_concurrency=_number(env, "HANDOFF_DISPATCH_CONCURRENCY", int, 8, 1, 256),
+            link_secret=link_secret,
+            claim_link_ttl_seconds=_number(
+                env, "HANDOFF_CLAIM_LINK_TTL_SECONDS", float, 86400.0, 60, 30 * 86400
+            ),
+            cors_origins=_origins(env.get("HANDOFF_CORS_ORIGINS") or ""),
         )

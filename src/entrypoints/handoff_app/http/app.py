@@ -8,14 +8,19 @@ from contextlib import asynccontextmanager
 
 import anyio
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from handoff_app.container import Services
 from handoff_app.http import errors
 from handoff_app.http.auth import stranger_refusal
+from handoff_app.http.claim_pages import router as claim_router
+from handoff_app.http.docs import install_docs, install_openapi, operation_id
 from handoff_app.http.lifecycle import ServiceSlot, get_services, handoff_lifespan
 from handoff_app.http.limits import BodyLimit
 from handoff_app.http.logs import redact_access_log
+from handoff_app.http.pages import router as pages_router
 from handoff_app.http.routes_handoffs import router as handoffs_router
 from handoff_app.http.routes_members import router as members_router
 from handoff_app.http.routes_sessions import router as sessions_router
@@ -83,13 +88,33 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served offline by install_docs
+        redoc_url=None,
+        generate_unique_id_function=operation_id,
     )
     app.state.handoff = ServiceSlot(settings, services)
     errors.install(app, vet_invalid=stranger_refusal)
     app.add_middleware(BodyLimit, limit=settings.body_limit_bytes)
+    if settings.cors_origins:
+        # Outermost, so a preflight is answered before anything else looks at it. Bearer tokens
+        # only: the inbox's cookie is SameSite=Strict and never meant for another origin.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
+            expose_headers=["WWW-Authenticate"],
+            allow_credentials=False,
+            max_age=600,
+        )
     app.include_router(_probes())
     for router in (members_router, sessions_router, handoffs_router, stream_router):
         app.include_router(router, prefix=API_PREFIX)
+    app.include_router(pages_router)
+    app.include_router(claim_router)
+    app.mount("/static", StaticFiles(packages=[("handoff_app", "static")]), name="handoff-static")
+    install_docs(app)
+    install_openapi(app)
     redact_access_log()
     return app
 

@@ -21,6 +21,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 
 from handoff_app.container import Services
+from handoff_app.http.browser import check_cookie_request, session_token
 from handoff_app.http.errors import ApiRefusal, not_a_member, unauthorized
 from handoff_app.http.lifecycle import get_services, get_settings
 from handoff_app.http.schemas import ID_PATTERN
@@ -117,21 +118,37 @@ def _token_caller(settings: Settings, token: str | None) -> Caller:
     return Caller(account_id, member_id)
 
 
+def _header_or_cookie(
+    request: Request, settings: Settings, credentials: HTTPAuthorizationCredentials | None
+) -> str | None:
+    """The bearer token, or else the inbox page's session cookie (a state change carried by the
+    cookie must pass the CSRF and Origin checks of `browser.check_cookie_request`)."""
+    if credentials is not None:
+        return credentials.credentials
+    cookie = session_token(request)
+    if cookie is not None:
+        check_cookie_request(request, settings, cookie)
+    return cookie
+
+
 async def current_caller(
+    request: Request,
     settings: Annotated[Settings, Depends(get_settings)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
 ) -> Caller:
-    return _token_caller(settings, credentials.credentials if credentials else None)
+    return _token_caller(settings, _header_or_cookie(request, settings, credentials))
 
 
 async def stream_caller(
+    request: Request,
     settings: Annotated[Settings, Depends(get_settings)],
     services: Annotated[Services, Depends(get_services)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
     access_token: Annotated[str | None, Security(query_token)],
 ) -> StreamCaller:
     """The stream alone also takes `?access_token=` (the access log redacts it)."""
-    caller = _token_caller(settings, credentials.credentials if credentials else access_token)
+    token = access_token if credentials is None and access_token else None
+    caller = _token_caller(settings, token or _header_or_cookie(request, settings, credentials))
     member = await services.members.get(caller.account_id, caller.member_id)
     if member is None or not member.is_current:
         raise not_a_member()

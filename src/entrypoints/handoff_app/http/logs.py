@@ -7,10 +7,11 @@ import re
 
 ACCESS_LOGGER = "uvicorn.access"
 _TOKEN = re.compile(r"(access_token=)[^&\s\"]*", re.IGNORECASE)
+_LINK = re.compile(r"(/(?:claim|login)/)[^/?\s\"]+")  # claim-link tokens, sign-in codes
 
 
 def redact(text: str) -> str:
-    return _TOKEN.sub(r"\1[redacted]", text)
+    return _LINK.sub(r"\1[redacted]", _TOKEN.sub(r"\1[redacted]", text))
 
 
 class RedactAccessTokens(logging.Filter):
