@@ -79,6 +79,11 @@ class SqlPresence:
             await self._put(stream_id, account_id, member_id, ttl_seconds)
 
     async def leave(self, stream_id: str) -> None:
+        """A stream closed: forget it at once (its member is offline if it was their last).
+
+        Raises:
+            StorageUnavailable: the database cannot be reached.
+        """
         self._mine.pop(stream_id, None)
         await self._write(
             sa.delete(presence).where(presence.c.stream_id == stream_id), "forget a live stream"
@@ -105,6 +110,11 @@ class SqlPresence:
         return await self._write(statement, "purge lapsed streams")
 
     async def online(self, account_id: str, member_ids: Collection[str]) -> frozenset[str]:
+        """Which of `member_ids` (of `account_id`) have a stream not yet expired, on any process.
+
+        Raises:
+            StorageUnavailable: the database cannot be reached.
+        """
         wanted = sorted(set(member_ids))
         if not wanted:
             return frozenset()
