@@ -9,6 +9,7 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
 PYTHON = "3.11"
+LINTED = ("src", "tests", "tools", "noxfile.py", "bench", "docs/examples")
 
 
 @nox.session(python=PYTHON)
@@ -21,8 +22,8 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     session.install("-e", ".[dev]")
-    session.run("ruff", "check", "src", "tests", "tools", "noxfile.py", "bench")
-    session.run("ruff", "format", "--check", "src", "tests", "tools", "noxfile.py", "bench")
+    session.run("ruff", "check", *LINTED)
+    session.run("ruff", "format", "--check", *LINTED)
     session.run("python", "tools/check_core_imports.py", "src/handoff_core")
     session.run("lint-imports")
 

@@ -53,9 +53,7 @@ def public_methods(cls: type) -> Iterator[tuple[str, Any]]:
             seen.add(name)
             if isinstance(attr, (staticmethod, classmethod)):
                 yield name, attr.__func__
-            elif isinstance(attr, property):
-                yield name, attr
-            elif inspect.isfunction(attr):
+            elif isinstance(attr, property) or inspect.isfunction(attr):
                 yield name, attr
 
 
@@ -74,7 +72,7 @@ def undocumented(package: str) -> list[str]:
 
 
 def _inherits_doc_only(obj: object) -> bool:
-    """A class whose only docstring is a base class's from outside (Exception's, Enum's) says nothing."""
+    """A class whose only docstring is inherited (Exception's, Enum's) says nothing of its own."""
     return inspect.isclass(obj) and obj.__doc__ is None
 
 
