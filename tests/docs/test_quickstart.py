@@ -1,5 +1,5 @@
-"""The README's library example is `docs/examples/quickstart.py`: it runs, it type-checks under
-`mypy --strict`, and the README shows it as it is, so the snippet users copy cannot rot."""
+"""The docs' examples run and type-check under `mypy --strict`, and the README shows
+`docs/examples/quickstart.py` as it is, so the snippets users copy cannot rot."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "docs" / "examples" / "quickstart.py"
+EXAMPLES = ROOT / "docs" / "examples"
+EXAMPLE = EXAMPLES / "quickstart.py"
 README = ROOT / "README.md"
 
 
@@ -26,9 +27,9 @@ def test_the_readme_snippet_is_the_example_file() -> None:
     assert readme_snippet() == EXAMPLE.read_text(encoding="utf-8")
 
 
-def test_the_example_runs_and_prints_the_claim_and_the_analytics() -> None:
+def run_example(path: Path) -> list[str]:
     done = subprocess.run(
-        [sys.executable, str(EXAMPLE)],
+        [sys.executable, str(path)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -36,7 +37,11 @@ def test_the_example_runs_and_prints_the_claim_and_the_analytics() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+    return done.stdout.splitlines()
+
+
+def test_the_quickstart_runs_and_prints_the_claim_and_the_analytics() -> None:
+    lines = run_example(EXAMPLE)
     assert lines[0] == "claimed sam"
     assert lines[1].startswith("EscalationStats(escalated=1, claimed=1, withdrawn=0, open=0, ")
     assert "claim_rate=1.0" in lines[1]
@@ -44,9 +49,21 @@ def test_the_example_runs_and_prints_the_claim_and_the_analytics() -> None:
     assert len(lines) == 2
 
 
-def test_the_example_type_checks_strictly() -> None:
+def test_the_refusals_example_shows_one_winner_and_each_refusal() -> None:
+    lines = run_example(EXAMPLES / "refusals.py")
+    assert len(lines) == 3
+    winner = re.fullmatch(r"winner: (sam|kim) \| loser told: (sam|kim)", lines[0])
+    assert winner is not None, lines[0]
+    assert winner.group(1) == winner.group(2)
+    assert lines[1] == "another account's senior: not_found"
+    assert lines[2] == "too long: validation_error problem_summary"
+
+
+def test_the_examples_type_check_strictly() -> None:
+    examples = sorted(EXAMPLES.glob("*.py"))
+    assert len(examples) >= 2
     done = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", str(EXAMPLE)],
+        [sys.executable, "-m", "mypy", "--strict", *map(str, examples)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -54,4 +71,4 @@ def test_the_example_type_checks_strictly() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "Success: no issues found in 1 source file" in done.stdout
+    assert f"Success: no issues found in {len(examples)} source files" in done.stdout
