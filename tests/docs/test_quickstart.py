@@ -59,9 +59,23 @@ def test_the_refusals_example_shows_one_winner_and_each_refusal() -> None:
     assert lines[2] == "too long: validation_error problem_summary"
 
 
+def test_the_example_test_against_the_fakes_passes() -> None:
+    example = EXAMPLES / "test_with_fakes.py"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", str(example)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout
+
+
 def test_the_examples_type_check_strictly() -> None:
     examples = sorted(EXAMPLES.glob("*.py"))
-    assert len(examples) >= 2
+    assert len(examples) >= 3
     done = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", *map(str, examples)],
         capture_output=True,
