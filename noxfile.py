@@ -9,7 +9,7 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
 PYTHON = "3.11"
-LINTED = ("src", "tests", "tools", "noxfile.py", "bench", "docs/examples")
+LINTED = ("src", "tests", "tools", "noxfile.py", "bench", "docs/examples", "docs/hooks")
 
 
 @nox.session(python=PYTHON)
@@ -31,7 +31,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     session.install("-e", ".[dev]")
-    session.run("mypy", "src/handoff_core", "src/adapters", "src/entrypoints")
+    session.run("mypy", "src/handoff_core", "src/adapters", "src/entrypoints", "docs/hooks")
 
 
 @nox.session(python=PYTHON)
