@@ -30,6 +30,12 @@ class MaildirSender:
         self._sender_line = from_header(self.mail_from, LF)
 
     async def send(self, notices: Sequence[Notice]) -> list[SendOutcome]:
+        """Write each notice as one message file in new/; one outcome per notice, in order.
+
+        A notice that cannot be made into a message (an address no mail system takes) fails for
+        good; a folder that cannot be created or written (a full disk, no permission) fails the
+        notice for now, to be retried. Never raises for either: the outcome says it.
+        """
         if not notices:
             return []
         return await asyncio.to_thread(self._write, list(notices))

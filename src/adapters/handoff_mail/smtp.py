@@ -87,6 +87,14 @@ class SmtpSender:
         self._helo_name = settings.helo_name
 
     async def send(self, notices: Sequence[Notice]) -> list[SendOutcome]:
+        """Send the batch over up to `settings.pool_size` connections; one outcome per notice, in
+        order.
+
+        A 5xx reply fails its notice for good (`permanent=True`); a 4xx reply, a timeout
+        (`settings.timeout` seconds per step) or a refused or dropped connection fails it for now,
+        to be retried. When no connection can be had at all, every notice left says why. Never
+        raises for a failed send: the outcomes say it.
+        """
         if not notices:
             return []
         batch = _Batch(

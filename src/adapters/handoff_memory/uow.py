@@ -49,10 +49,12 @@ class MemoryUnitOfWork:
         await self.rollback()
 
     async def commit(self) -> None:
+        """Keep every write made in this unit of work and let the next one in."""
         self._journal.forget()
         self._release()
 
     async def rollback(self) -> None:
+        """Undo every write not committed yet and let the next one in; harmless when repeated."""
         self._journal.roll_back()
         self._release()
 

@@ -95,10 +95,12 @@ class DatabaseUrl:
 
     @property
     def dialect(self) -> str:
+        """The database kind: `"sqlite"` or `"postgresql"`."""
         return self.url.get_backend_name()
 
     @property
     def is_sqlite(self) -> bool:
+        """True for SQLite, whose writers queue on one lock (see the module's notes)."""
         return self.dialect == "sqlite"
 
     def show(self) -> str:
@@ -107,6 +109,15 @@ class DatabaseUrl:
 
     @classmethod
     def parse(cls, raw: str | URL) -> DatabaseUrl:
+        """Split a database URL into the driver's URL and the options this adapter takes.
+
+        `sqlite://` and `postgres(ql)://` get their async drivers (aiosqlite, asyncpg).
+
+        Raises:
+            BadDatabaseUrl: not a URL, a scheme other than SQLite or PostgreSQL, an option given
+                twice or not a (non-negative) number or flag, an option asyncpg does not know,
+                PostgreSQL without asyncpg installed, or an in-memory SQLite database.
+        """
         try:
             url = make_url(raw)
         except ArgumentError:
@@ -229,10 +240,12 @@ class SqlDatabase:
 
     @property
     def dialect(self) -> str:
+        """The database kind: `"sqlite"` or `"postgresql"`."""
         return self.target.dialect
 
     @property
     def engine(self) -> AsyncEngine:
+        """The SQLAlchemy async engine, made on first use (and again after `close`)."""
         if self._engine is None:
             self._engine = build_engine(self.target, **self._options)
         return self._engine
@@ -242,6 +255,7 @@ class SqlDatabase:
         _ = self.engine
 
     async def close(self) -> None:
+        """Close every pooled connection. Harmless when repeated; a later use starts anew."""
         if self._engine is not None:
             engine, self._engine = self._engine, None
             await engine.dispose()
@@ -305,5 +319,6 @@ class SqlDatabase:
             )
 
     def release_writer(self) -> None:
+        """End this process's turn to write that `hold_writer` gave; harmless if none is held."""
         if self._writer is not None and self._writer.locked():
             self._writer.release()

@@ -70,6 +70,15 @@ async def upgrade(url: str | URL = DEFAULT_URL, revision: str = "head") -> None:
 
 
 async def downgrade(url: str | URL, revision: str) -> None:
+    """Take the database's schema back to `revision` (`"base"` drops it all), in one
+    transaction. For tests of the migrations and for rolling back a release; data in what is
+    dropped is lost.
+
+    Raises:
+        BadDatabaseUrl: the URL cannot be used.
+        StorageUnavailable: the database cannot be reached.
+    """
+
     def run(connection: Connection) -> None:
         command.downgrade(alembic_config(connection), revision)
 

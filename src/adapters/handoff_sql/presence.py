@@ -79,6 +79,11 @@ class SqlPresence:
             await self._put(stream_id, account_id, member_id, ttl_seconds)
 
     async def leave(self, stream_id: str) -> None:
+        """A stream closed: forget it at once (its member is offline if it was their last).
+
+        Raises:
+            StorageUnavailable: the database cannot be reached.
+        """
         self._mine.pop(stream_id, None)
         await self._write(
             sa.delete(presence).where(presence.c.stream_id == stream_id), "forget a live stream"
@@ -108,7 +113,11 @@ class SqlPresence:
         self, account_id: str, member_ids: Collection[str] | None = None
     ) -> frozenset[str]:
         """Which of these members (None: any of the account) have a live stream on any
-        process; one read, in chunks for long lists."""
+        process; one read, in chunks for long lists.
+
+        Raises:
+            StorageUnavailable: the database cannot be reached.
+        """
         wanted = None if member_ids is None else sorted(set(member_ids))
         if wanted == []:
             return frozenset()

@@ -93,6 +93,7 @@ class SqlUnitOfWork:
 
     @property
     def dialect(self) -> str:
+        """The database kind: `"sqlite"` or `"postgresql"`."""
         return self._db.dialect
 
     async def __aenter__(self) -> Self:
@@ -144,6 +145,14 @@ class SqlUnitOfWork:
             return await conn.execute(statement, params)
 
     async def commit(self) -> None:
+        """Make every write of this unit of work visible to others, all at once.
+
+        Raises:
+            RuntimeError: called outside `async with uow:`.
+            Conflict: the database refused a write (a uniqueness or foreign key rule).
+            StorageUnavailable: the database was lost; the transaction committed whole or not
+                at all.
+        """
         conn = self._connection()
         try:
             with translated(self._where, "commit"):
