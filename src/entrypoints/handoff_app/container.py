@@ -11,6 +11,7 @@ from attrs import define
 
 from handoff_app.live import BackgroundDispatch, LiveHub, LivePresence, ServiceAnnouncer
 from handoff_app.settings import Settings
+from handoff_core.errors import HandoffError
 from handoff_core.ports import Clock, MailSender, UnitOfWorkFactory
 from handoff_core.retry import RetrySchedule
 from handoff_core.services.delivery import DeliveryService, DeliverySettings
@@ -76,14 +77,27 @@ async def _store(
             return True
 
         return MemoryDatabase(), None, always, []
-    from handoff_sql import SqlDatabase, ensure_schema
+    from handoff_sql import SqlDatabase, ensure_schema, head, require_current_schema
 
     db = SqlDatabase(settings.database_url)
     if db.target.is_sqlite:
         await ensure_schema(settings.database_url)  # an embedded database makes itself
     await db.start()
+    try:
+        await require_current_schema(db)  # PostgreSQL is upgraded by `handoff db upgrade` only
+    except BaseException:
+        await db.close()
+        raise
+
+    async def ready() -> bool:
+        """The database answers and its schema is this package's."""
+        try:
+            return await db.revision() == head()
+        except HandoffError:
+            return False
+
     presence = db.presence() if settings.push_mode == "pg" else None
-    return db, presence, db.ping, [db.close]
+    return db, presence, ready, [db.close]
 
 
 async def _hub(settings: Settings) -> LiveHub:

@@ -38,9 +38,12 @@ async def delivery_worker(services: Services) -> AsyncIterator[asyncio.Task[None
         await task
 
 
-def server_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
-    """The API with a lifespan that opens the services and, if asked, runs the worker in-process."""
-    app = create_app(settings)
+def server_app(
+    settings: Settings, *, run_worker: bool = True, services: Services | None = None
+) -> FastAPI:
+    """The API with a lifespan that opens the services (unless given: then the caller closes
+    them) and, if asked, runs the worker in-process."""
+    app = create_app(settings, services)
 
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
@@ -59,3 +62,17 @@ def app_from_env() -> FastAPI:
     """For `uvicorn --factory` in each of `serve --workers N`: every process reads the settings
     once, at its own start."""
     return server_app(Settings.from_env(), run_worker=os.environ.get(RUN_WORKER_ENV, "1") == "1")
+
+
+async def check_store(settings: Settings) -> None:
+    """What `build_services` would refuse at a server's start, found once before any starts:
+    a URL it cannot use, a database it cannot reach, a schema that is not this release's.
+    An empty SQLite database is given its schema here, as every server start would."""
+    if settings.is_memory:
+        return
+    from handoff_sql import SqlDatabase, ensure_schema, require_current_schema
+
+    if not settings.is_postgres:
+        await ensure_schema(settings.database_url)
+    async with SqlDatabase(settings.database_url) as db:
+        await require_current_schema(db)

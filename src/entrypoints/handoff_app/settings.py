@@ -32,7 +32,7 @@ def _number(env: Mapping[str, str], name: str, kind: type[N], default: N, low: N
         what = "a whole number" if kind is int else "a number"
         raise SettingsError(f"{name}={raw!r} is not {what}") from None
     if not low <= value <= high:
-        raise SettingsError(f"{name}={raw!r} must be between {low:g} and {high:g}")
+        raise SettingsError(f"{name}={raw!r} must be between {low} and {high}")
     return value
 
 
@@ -41,14 +41,26 @@ def _database_url(raw: str) -> str:
     if scheme == "memory":
         return raw
     if scheme in ("sqlite", "sqlite+aiosqlite"):
-        return raw.replace("sqlite://", "sqlite+aiosqlite://", 1) if scheme == "sqlite" else raw
+        url = raw.replace("sqlite://", "sqlite+aiosqlite://", 1) if scheme == "sqlite" else raw
+        return _usable(url)
     if scheme in ("postgresql", "postgres", "postgresql+asyncpg"):
         rest = raw.split("://", 1)[1]
-        return f"postgresql+asyncpg://{rest}"
+        return _usable(f"postgresql+asyncpg://{rest}")
     raise SettingsError(
         f"HANDOFF_DATABASE_URL has scheme {scheme!r}; use sqlite+aiosqlite://, "
         "postgresql+asyncpg:// or memory://"
     )
+
+
+def _usable(url: str) -> str:
+    """The URL, once the SQL adapter agrees it can use it (options, driver installed)."""
+    from handoff_sql import BadDatabaseUrl, DatabaseUrl
+
+    try:
+        DatabaseUrl.parse(url)
+    except BadDatabaseUrl as exc:
+        raise SettingsError(f"HANDOFF_DATABASE_URL: {exc}") from None
+    return url
 
 
 def _public_url(raw: str) -> str:
@@ -76,6 +88,7 @@ class Settings:
     body_limit_bytes: int = 512 * 1024
     heartbeat_seconds: float = 15.0
     dispatch_concurrency: int = 8
+    metrics: bool = True
 
     @property
     def is_postgres(self) -> bool:
@@ -114,6 +127,9 @@ class Settings:
         cap = _number(env, "HANDOFF_RETRY_CAP_SECONDS", float, 3600.0, 0.001, 7 * 86400)
         if cap < base:
             raise SettingsError("HANDOFF_RETRY_CAP_SECONDS must not be below the base")
+        metrics = (env.get("HANDOFF_METRICS") or "on").strip().lower()
+        if metrics not in ("on", "off"):
+            raise SettingsError(f"HANDOFF_METRICS={metrics!r} must be on or off")
         return cls(
             database_url=database_url,
             smtp_url=smtp_url,
@@ -135,4 +151,5 @@ class Settings:
             ),
             heartbeat_seconds=_number(env, "HANDOFF_HEARTBEAT_SECONDS", float, 15.0, 0.05, 3600),
             dispatch_concurrency=_number(env, "HANDOFF_DISPATCH_CONCURRENCY", int, 8, 1, 256),
+            metrics=metrics == "on",
         )
