@@ -12,6 +12,7 @@ from attrs import define
 from handoff_app.live import BackgroundDispatch, LiveHub, LivePresence, ServiceAnnouncer
 from handoff_app.settings import Settings
 from handoff_core.errors import HandoffError
+from handoff_core.figures import StoreFigures
 from handoff_core.ports import Clock, MailSender, UnitOfWorkFactory
 from handoff_core.retry import RetrySchedule
 from handoff_core.services.delivery import DeliveryService, DeliverySettings
@@ -43,6 +44,7 @@ class Services:
     presence: LivePresence
     ready: Callable[[], Awaitable[bool]]
     closers: list[Callable[[], Awaitable[None]]]
+    figures: Callable[[], Awaitable[StoreFigures]]
 
     async def close(self) -> None:
         await self.dispatch.drain()
@@ -169,4 +171,24 @@ async def build_services(settings: Settings, *, clock: Clock | None = None) -> S
         presence=presence,
         ready=ready,
         closers=closers,
+        figures=_figures(settings, uow, the_clock),
     )
+
+
+def _figures(
+    settings: Settings, uow: UnitOfWorkFactory, clock: Clock
+) -> Callable[[], Awaitable[StoreFigures]]:
+    """The store's reading for /metrics, from whichever store `uow` is."""
+    from handoff_memory import MemoryDatabase
+
+    if isinstance(uow, MemoryDatabase):
+        from handoff_memory.figures import store_figures as memory_figures
+
+        memory = uow
+        return lambda: memory_figures(memory)
+    from handoff_sql import SqlDatabase
+    from handoff_sql.figures import store_figures as sql_figures
+
+    assert isinstance(uow, SqlDatabase)
+    database, kept = uow, settings.push_mode == "pg"
+    return lambda: sql_figures(database, clock.now(), presence_kept=kept)

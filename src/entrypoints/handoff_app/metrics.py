@@ -1,0 +1,152 @@
+"""`GET /metrics`: what an operator watches, in Prometheus's text format (SPEC §13).
+
+Two kinds of figures, so that `serve --workers N` answers the same from any process where it can:
+
+- read from the store at scrape time (`handoff_escalations_total`, `handoff_deliveries_total`,
+  `handoff_outbox_pending`, `handoff_outbox_oldest_pending_seconds`,
+  `handoff_time_to_claim_seconds`, and `handoff_streams_open` where presence is kept in the
+  database): the same from every process;
+- kept by this process (`handoff_http_request_duration_seconds`, and `handoff_streams_open` where
+  presence is in-process, i.e. one process on SQLite): Prometheus sums the processes it scrapes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import datetime
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from handoff_core.figures import CLAIM_BUCKETS, StoreFigures
+
+FiguresSource = Callable[[], Awaitable[StoreFigures]]
+STREAM_SUFFIX = "/escalations/stream"
+UNMATCHED = "unmatched"
+
+
+class ProcessMetrics:
+    """What this process measures itself: request durations and the streams it holds open."""
+
+    def __init__(self) -> None:
+        disable_created_metrics()  # `_created` series only double what operators scrape
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.request_seconds = Histogram(
+            "handoff_http_request_duration_seconds",
+            "Time from a request's arrival to the end of its response, by route template",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.streams_open = 0
+
+
+class _StoreCollector(Collector):
+    """Turns one reading of the store into metric families."""
+
+    def __init__(self, figures: StoreFigures, now: datetime, local_streams: int) -> None:
+        self._figures = figures
+        self._now = now
+        self._local_streams = local_streams
+
+    def collect(self) -> Iterator[Metric]:
+        f = self._figures
+        yield CounterMetricFamily(
+            "handoff_escalations", "Escalations raised, every account", value=f.escalations
+        )
+        delivered = CounterMetricFamily(
+            "handoff_deliveries",
+            "Deliveries (notices to one recipient on one channel) by channel and current status",
+            labels=["channel", "status"],
+        )
+        for (channel, status), count in sorted(f.deliveries.items()):
+            delivered.add_metric([channel, status], count)
+        yield delivered
+        yield GaugeMetricFamily(
+            "handoff_outbox_pending", "Deliveries waiting to be sent", value=f.pending
+        )
+        oldest = 0.0
+        if f.oldest_pending_at is not None:
+            oldest = max(0.0, (self._now - f.oldest_pending_at).total_seconds())
+        yield GaugeMetricFamily(
+            "handoff_outbox_oldest_pending_seconds",
+            "Age of the oldest delivery still waiting to be sent (0 when none waits)",
+            value=oldest,
+        )
+        buckets = [
+            (_bound(b), float(n)) for b, n in zip(CLAIM_BUCKETS, f.claim_buckets, strict=True)
+        ]
+        yield HistogramMetricFamily(
+            "handoff_time_to_claim_seconds",
+            "Time from an escalation being raised to its claim",
+            buckets=[*buckets, ("+Inf", float(f.claims))],
+            sum_value=f.claim_seconds_sum,
+        )
+        streams = f.streams_open if f.streams_open is not None else self._local_streams
+        yield GaugeMetricFamily(
+            "handoff_streams_open", "Live escalation streams open", value=streams
+        )
+
+
+def _bound(seconds: float) -> str:
+    return str(float(seconds))
+
+
+async def exposition(
+    process: ProcessMetrics, figures: FiguresSource, now: datetime
+) -> tuple[bytes, str]:
+    """The body and content type of one scrape. Raises what the figures' source raises
+    (StorageUnavailable when the store cannot be read)."""
+    store = CollectorRegistry(auto_describe=False)
+    store.register(_StoreCollector(await figures(), now, process.streams_open))
+    return generate_latest(store) + generate_latest(process.registry), CONTENT_TYPE_LATEST
+
+
+class MeasureRequests:
+    """Times every request by its route template (never the raw path, whose ids would make a
+    series per resource) and counts the streams this process holds open."""
+
+    def __init__(self, app: ASGIApp, process: ProcessMetrics) -> None:
+        self.app = app
+        self.process = process
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client gets if the app fails before it answers
+        is_stream = str(scope.get("path", "")).endswith(STREAM_SUFFIX)
+        counted = False
+
+        async def timed(message: Message) -> None:
+            nonlocal status, counted
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                if is_stream and status == 200:
+                    self.process.streams_open += 1
+                    counted = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, timed)
+        finally:
+            if counted:
+                self.process.streams_open -= 1
+            route = getattr(scope.get("route"), "path", None) or UNMATCHED
+            self.process.request_seconds.labels(route, scope["method"], str(status)).observe(
+                time.perf_counter() - started
+            )
