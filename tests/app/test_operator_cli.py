@@ -8,18 +8,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.support.cli import add_member, handoff
+from tests.support.cli import add_member, handoff, one_line
 
 SECRET = "an-operator-secret-of-at-least-32-bytes"
-
-
-def one_line(done: subprocess.CompletedProcess[str], code: int) -> str:
-    """The single line the command printed on stderr, after checking the exit code."""
-    lines = done.stderr.strip().splitlines()
-    assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
-    assert len(lines) == 1, done.stderr
-    assert "Traceback" not in done.stdout + done.stderr
-    return lines[0]
 
 
 def sqlite(tmp_path: Path, query: str = "") -> dict[str, str]:
