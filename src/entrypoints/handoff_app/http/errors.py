@@ -132,17 +132,23 @@ def for_validation(exc: RequestValidationError) -> JSONResponse:
     return error_response(422, "validation_error", detail, extra={"field": field})
 
 
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
 def _allowed_methods(request: Request) -> str:
-    """Every method some route answers at this path. Starlette names only the first route that
-    matched the path, and GET and PUT of one path are two routes."""
+    """Every method some route answers at this path, asked of the routes themselves: Starlette
+    names only the methods of the first route that matched the path, and GET and PUT of one
+    path are two routes."""
     app = request.scope.get("app")
     routes = getattr(getattr(app, "router", None), "routes", [])
-    methods: set[str] = set()
-    for route in routes:
-        match, _ = route.matches({**request.scope, "method": "\x00"})  # a method no route has
-        if match is Match.PARTIAL:
-            methods |= set(getattr(route, "methods", None) or ())
-    return ", ".join(sorted(methods))
+    allowed = [
+        method
+        for method in METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+    return ", ".join(allowed)
 
 
 Vetting = Callable[[Request], Awaitable[ApiRefusal | None]]
