@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Histogram,
     disable_created_metrics,
@@ -34,6 +33,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from handoff_core.figures import CLAIM_BUCKETS, StoreFigures
 
+# The classic text format, which every Prometheus (and most other scrapers) reads.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 FiguresSource = Callable[[], Awaitable[StoreFigures]]
 STREAM_SUFFIX = "/escalations/stream"
 UNMATCHED = "unmatched"
@@ -112,7 +113,24 @@ async def exposition(
     (StorageUnavailable when the store cannot be read)."""
     store = CollectorRegistry(auto_describe=False)
     store.register(_StoreCollector(await figures(), now, process.streams_open))
-    return generate_latest(store) + generate_latest(process.registry), CONTENT_TYPE_LATEST
+    return generate_latest(store) + generate_latest(process.registry), CONTENT_TYPE
+
+
+def template(scope: Scope) -> str:
+    """The matched route's path template, whole (`/api/v1/handoffs/{handoff_id}/claim`).
+
+    A route of an included router knows its template without the router's prefix; the prefix is
+    what the request's path has before the part the route matched.
+    """
+    inner = getattr(scope.get("route"), "path", None)
+    if not isinstance(inner, str):
+        return UNMATCHED
+    try:
+        rendered = inner.format(**scope.get("path_params", {}))
+    except (KeyError, IndexError, ValueError):
+        return inner
+    path = str(scope.get("path", ""))
+    return path[: len(path) - len(rendered)] + inner if path.endswith(rendered) else inner
 
 
 class MeasureRequests:
@@ -146,7 +164,6 @@ class MeasureRequests:
         finally:
             if counted:
                 self.process.streams_open -= 1
-            route = getattr(scope.get("route"), "path", None) or UNMATCHED
-            self.process.request_seconds.labels(route, scope["method"], str(status)).observe(
-                time.perf_counter() - started
-            )
+            self.process.request_seconds.labels(
+                template(scope), scope["method"], str(status)
+            ).observe(time.perf_counter() - started)
