@@ -128,14 +128,17 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
     _check_serve(args, settings)
     with _listen(args.host, args.port) as sock:
         services = await build_services(settings)
+        app = server_app(
+            settings, run_worker=not args.no_worker, services=services, close_services=True
+        )
+        server = uvicorn.Server(uvicorn.Config(app, timeout_graceful_shutdown=5))
+        host, port = sock.getsockname()[:2]
+        log.info("handoff serving on http://%s:%d (Ctrl-C stops it)", host, port)
         try:
-            app = server_app(settings, run_worker=not args.no_worker, services=services)
-            server = uvicorn.Server(uvicorn.Config(app, timeout_graceful_shutdown=5))
-            host, port = sock.getsockname()[:2]
-            log.info("handoff serving on http://%s:%d (Ctrl-C stops it)", host, port)
             await server.serve(sockets=[sock])
         finally:
-            await services.close()
+            if not server.started:  # the lifespan that closes them never ran
+                await services.close()
     return 0
 
 

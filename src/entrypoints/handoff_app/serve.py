@@ -39,20 +39,29 @@ async def delivery_worker(services: Services) -> AsyncIterator[asyncio.Task[None
 
 
 def server_app(
-    settings: Settings, *, run_worker: bool = True, services: Services | None = None
+    settings: Settings,
+    *,
+    run_worker: bool = True,
+    services: Services | None = None,
+    close_services: bool = False,
 ) -> FastAPI:
-    """The API with a lifespan that opens the services (unless given: then the caller closes
-    them) and, if asked, runs the worker in-process."""
+    """The API with a lifespan that opens the services (or takes the given ones) and, if asked,
+    runs the worker in-process. Given services are closed at shutdown only if `close_services`:
+    then the server's own shutdown closes them, before it reports a stopping signal."""
     app = create_app(settings, services)
 
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
-        async with handoff_lifespan(api) as services:
-            if run_worker:
-                async with delivery_worker(services):
+        try:
+            async with handoff_lifespan(api) as opened:
+                if run_worker:
+                    async with delivery_worker(opened):
+                        yield
+                else:
                     yield
-            else:
-                yield
+        finally:
+            if services is not None and close_services:
+                await services.close()
 
     app.router.lifespan_context = lifespan
     return app
