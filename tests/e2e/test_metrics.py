@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -182,3 +183,28 @@ async def test_every_process_of_serve_workers_answers_the_same_store_figures(
         assert all(page == store[0] for page in store)
         assert value(store[0], "handoff_escalations_total") == 2
         assert value(store[0], "handoff_deliveries_total", channel="email", status="sent") == 2
+
+
+@pytest.mark.parametrize("worker", [True, False])
+def test_the_worker_heartbeat_is_reported_only_where_a_worker_runs(
+    tmp_path: Path, worker: bool
+) -> None:
+    env = {
+        "HANDOFF_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'h.db'}",
+        "HANDOFF_JWT_SECRET": "metrics-secret-of-at-least-32-bytes!!",
+        "HANDOFF_MAILDIR": str(tmp_path / "mail"),
+        "HANDOFF_WORKER_POLL_SECONDS": "0.1",
+    }
+    flags = [] if worker else ["--no-worker"]
+    with serving_process(env, tmp_path, *flags) as served:
+        deadline = time.monotonic() + 10
+        while True:
+            page = samples(httpx.get(f"{served.url}/metrics").text)
+            beats = [v for (name, _), v in page.items() if name.startswith("handoff_worker_")]
+            if beats or not worker or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    if worker:
+        assert beats and abs(time.time() - beats[0]) < 30, page
+    else:
+        assert beats == [], page

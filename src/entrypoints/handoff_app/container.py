@@ -10,6 +10,7 @@ import punq
 from attrs import define
 
 from handoff_app.live import BackgroundDispatch, LiveHub, LivePresence, ServiceAnnouncer
+from handoff_app.metrics import HeartbeatDelivery
 from handoff_app.settings import Settings
 from handoff_core.errors import HandoffError
 from handoff_core.figures import StoreFigures
@@ -131,7 +132,7 @@ async def build_services(settings: Settings, *, clock: Clock | None = None) -> S
     container.register(Clock, instance=clock or SystemClock())
     the_clock = container.resolve(Clock)
     announcer = ServiceAnnouncer(hub, None)
-    delivery = DeliveryService(
+    delivery = HeartbeatDelivery(
         uow,
         the_clock,
         mail,

@@ -32,12 +32,25 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from handoff_core.figures import CLAIM_BUCKETS, StoreFigures
+from handoff_core.services.delivery import DeliveryService
 
 # The classic text format, which every Prometheus (and most other scrapers) reads.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 FiguresSource = Callable[[], Awaitable[StoreFigures]]
 STREAM_SUFFIX = "/escalations/stream"
 UNMATCHED = "unmatched"
+
+
+class HeartbeatDelivery(DeliveryService):
+    """The delivery service, noting when each worker pass of this process finished (a pass that
+    fails notes nothing): the worker's heartbeat, for an alert when it stops."""
+
+    last_pass: float | None = None  # seconds since the epoch
+
+    async def run_once(self) -> int:
+        done = await super().run_once()
+        self.last_pass = time.time()
+        return done
 
 
 class ProcessMetrics:
@@ -58,10 +71,17 @@ class ProcessMetrics:
 class _StoreCollector(Collector):
     """Turns one reading of the store into metric families."""
 
-    def __init__(self, figures: StoreFigures, now: datetime, local_streams: int) -> None:
+    def __init__(
+        self,
+        figures: StoreFigures,
+        now: datetime,
+        local_streams: int,
+        worker_last_pass: float | None,
+    ) -> None:
         self._figures = figures
         self._now = now
         self._local_streams = local_streams
+        self._worker_last_pass = worker_last_pass
 
     def collect(self) -> Iterator[Metric]:
         f = self._figures
@@ -100,6 +120,12 @@ class _StoreCollector(Collector):
         yield GaugeMetricFamily(
             "handoff_streams_open", "Live escalation streams open", value=streams
         )
+        if self._worker_last_pass is not None:
+            yield GaugeMetricFamily(
+                "handoff_worker_last_pass_timestamp_seconds",
+                "When this process's delivery worker last finished a pass (Unix time)",
+                value=self._worker_last_pass,
+            )
 
 
 def _bound(seconds: float) -> str:
@@ -107,12 +133,13 @@ def _bound(seconds: float) -> str:
 
 
 async def exposition(
-    process: ProcessMetrics, figures: FiguresSource, now: datetime
+    process: ProcessMetrics, figures: FiguresSource, now: datetime, delivery: DeliveryService
 ) -> tuple[bytes, str]:
     """The body and content type of one scrape. Raises what the figures' source raises
     (StorageUnavailable when the store cannot be read)."""
+    last_pass = delivery.last_pass if isinstance(delivery, HeartbeatDelivery) else None
     store = CollectorRegistry(auto_describe=False)
-    store.register(_StoreCollector(await figures(), now, process.streams_open))
+    store.register(_StoreCollector(await figures(), now, process.streams_open, last_pass))
     return generate_latest(store) + generate_latest(process.registry), CONTENT_TYPE
 
 

@@ -71,7 +71,9 @@ def _metrics(process: ProcessMetrics) -> APIRouter:
     async def metrics(request: Request) -> Response:
         """Prometheus's text format; 503 when the store cannot be read."""
         services = await get_services(request)
-        body, content_type = await exposition(process, services.figures, services.clock.now())
+        body, content_type = await exposition(
+            process, services.figures, services.clock.now(), services.delivery
+        )
         return Response(body, media_type=content_type)
 
     return router
