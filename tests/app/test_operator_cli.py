@@ -4,11 +4,13 @@ one line on stderr with a non-zero exit code, and never a traceback."""
 from __future__ import annotations
 
 import socket
+import sqlite3
 import subprocess
 from pathlib import Path
 
 import pytest
 from tests.support.cli import add_member, handoff, one_line
+from tests.support.net import free_port
 
 SECRET = "an-operator-secret-of-at-least-32-bytes"
 
@@ -70,6 +72,17 @@ def test_serve_on_a_port_in_use_says_so_in_one_line_before_starting_anything(
             "postgresql+asyncpg://h@127.0.0.1/h?poolsize=3",
             "handoff: HANDOFF_DATABASE_URL: database URL option(s) poolsize are not known; "
             "pool options are pool_size, max_overflow, pool_timeout, pool_recycle, pool_pre_ping",
+        ),
+        (
+            "HANDOFF_SMTP_URL",
+            "smtp://relay:abc",
+            "handoff: HANDOFF_SMTP_URL: SMTP URL has a bad port or address: "
+            "Port could not be cast to integer value as 'abc'",
+        ),
+        (
+            "HANDOFF_SMTP_URL",
+            "smtp://relay:25?timeout=soon",
+            "handoff: HANDOFF_SMTP_URL: SMTP URL option timeout='soon' must be a number of seconds",
         ),
         (
             "HANDOFF_DATABASE_URL",
@@ -187,3 +200,26 @@ def test_a_usage_mistake_is_one_line_too(tmp_path: Path) -> None:
     line = one_line(done, 2)
     assert line.startswith("handoff members add: the following arguments are required: --id")
     assert line.endswith("(see handoff members add --help)")
+
+
+def test_a_sqlite_file_migrated_by_a_newer_release_is_refused_in_one_line(tmp_path: Path) -> None:
+    env = sqlite(tmp_path)
+    assert handoff("db", "upgrade", cwd=tmp_path, env=env).returncode == 0
+    with sqlite3.connect(tmp_path / "h.db") as db:
+        db.execute("UPDATE alembic_version SET version_num = 'f00d'")
+    for command in (["serve", "--port", str(free_port())], ["members", "list", "--account", "a"],
+                    ["db", "upgrade"]):  # fmt: skip
+        done = handoff(*command, cwd=tmp_path, env=env)
+        assert one_line(done, 1) == (
+            f"handoff: the database sqlite+aiosqlite:///{tmp_path / 'h.db'} has schema revision "
+            "f00d, which this release does not know; a newer release migrated it: "
+            "upgrade handoff instead"
+        )
+
+
+def test_a_sqlite_folder_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    env = {**sqlite(tmp_path), "HANDOFF_DATABASE_URL": f"sqlite:///{tmp_path / 'file' / 'h.db'}"}
+    for command in (["serve", "--port", str(free_port())], ["members", "list", "--account", "a"]):
+        line = one_line(handoff(*command, cwd=tmp_path, env=env), 1)
+        assert line.startswith("handoff: [Errno 17] File exists") or "Not a directory" in line

@@ -107,9 +107,19 @@ async def _with_connection(url: str | URL, doing: str, work: Any) -> Any:
 
 
 async def upgrade(url: str | URL = DEFAULT_URL, revision: str = "head") -> None:
-    """Bring the database's schema up to `revision`, in one transaction."""
+    """Bring the database's schema up to `revision`, in one transaction.
+
+    Raises SchemaNotCurrent when the database is at a revision this package does not know (a
+    newer release migrated it), StorageUnavailable when it cannot be reached.
+    """
+    where = DatabaseUrl.parse(url).show()
 
     def run(connection: Connection) -> None:
+        found = MigrationContext.configure(connection).get_current_revision()
+        if found is not None and not _known(found):
+            problem = schema_problem(where, found)
+            assert problem is not None
+            raise problem
         command.upgrade(alembic_config(connection), revision)
 
     await _with_connection(url, "upgrade the schema", run)

@@ -63,6 +63,16 @@ def _usable(url: str) -> str:
     return url
 
 
+def _usable_smtp(url: str, mail_from: str) -> None:
+    """Refuse now, in one line, what the mail adapter would refuse when the services open."""
+    from handoff_mail import SmtpSettings
+
+    try:
+        SmtpSettings.from_url(url, mail_from=mail_from)
+    except ValueError as exc:
+        raise SettingsError(f"HANDOFF_SMTP_URL: {exc}") from None
+
+
 def _public_url(raw: str) -> str:
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -120,6 +130,8 @@ class Settings:
         mail_from = env.get("HANDOFF_MAIL_FROM") or DEFAULT_MAIL_FROM
         if "@" not in mail_from:
             raise SettingsError(f"HANDOFF_MAIL_FROM={mail_from!r} is not an email address")
+        if smtp_url is not None:
+            _usable_smtp(smtp_url, mail_from)
         secret = env.get("HANDOFF_JWT_SECRET") or None
         if secret is not None and len(secret.encode("utf-8")) < 32:
             raise SettingsError("HANDOFF_JWT_SECRET must be at least 32 bytes (HS256 key length)")
