@@ -234,7 +234,7 @@ async def _token(args: argparse.Namespace, settings: Settings) -> int:
     from handoff_app.http import mint_token
 
     if args.ttl <= 0 or args.ttl != args.ttl or args.ttl > TOKEN_TTL_MAX:
-        raise SettingsError(f"--ttl must be between 1 and {TOKEN_TTL_MAX} seconds")
+        raise SettingsError(f"--ttl must be a positive number of seconds, at most {TOKEN_TTL_MAX}")
     if not settings.jwt_secret:
         raise SettingsError("HANDOFF_JWT_SECRET is not set; a token is signed with it")
     services = await build_services(settings)
@@ -309,6 +309,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except OSError as exc:
         return _fail(str(exc), 1)
+    except Exception as exc:  # a bug: still one line (the traceback goes to the debug log)
+        logging.getLogger("handoff").debug("unexpected error", exc_info=True)
+        return _fail(f"unexpected error ({type(exc).__name__}): {exc}", 1)
 
 
 def _fail(message: str, code: int) -> int:
