@@ -16,8 +16,9 @@ ACCESS_LOGGER = "uvicorn.access"
 REDACTED = "[redacted]"
 STREAM_PATH = "/escalations/stream"
 _DECODE_ROUNDS = 4  # a query encoded more often than this is redacted unread
-# Three base64url segments separated by dots: the shape of every JWT (and of a JWS in general).
-_TOKEN = re.compile(r"[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
+# Three base64url segments separated by dots, the first a JSON object's (`{"` is `eyJ`): the shape
+# of every JWT, and narrow enough to leave host names and dotted versions alone.
+_TOKEN = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 _TOKEN_PARAMETER = re.compile(r"access[_-]?token|bearer|authori[sz]ation|jwt", re.IGNORECASE)
 
 
