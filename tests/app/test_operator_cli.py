@@ -8,9 +8,11 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 from tests.support.cli import add_member, handoff, one_line
 from tests.support.net import free_port
+from tests.support.process import serving_process
 
 SECRET = "an-operator-secret-of-at-least-32-bytes"
 
@@ -223,3 +225,10 @@ def test_a_sqlite_folder_that_cannot_be_made_is_one_line(tmp_path: Path) -> None
     for command in (["serve", "--port", str(free_port())], ["members", "list", "--account", "a"]):
         line = one_line(handoff(*command, cwd=tmp_path, env=env), 1)
         assert line.startswith("handoff: [Errno 17] File exists") or "Not a directory" in line
+
+
+def test_serve_starts_on_a_new_sqlite_file_with_pool_options(tmp_path: Path) -> None:
+    with serving_process(sqlite(tmp_path, "?pool_size=3&max_overflow=1"), tmp_path) as served:
+        ready = httpx.get(f"{served.url}/readyz")
+    assert (ready.status_code, ready.json()) == (200, {"status": "ok"})
+    assert "Traceback" not in served.log
