@@ -130,9 +130,18 @@ def check_text(field_name: str, value: object, *, max_len: int, required: bool =
 
 
 def check_id(field_name: str, value: object) -> str:
+    """The one id rule of the library, the CLI and the HTTP API: 1 to 128 characters, none of
+    them whitespace, a control character or `/`, and not `.` or `..`, so that every id can be
+    written as one segment of a URL path (`/members/{id}`) and reach its own resource."""
     text = check_text(field_name, value, max_len=ID_MAX, required=True)
     if text != text.strip() or any(ch.isspace() for ch in text):
         raise ValidationError(field_name, "must not contain whitespace")
+    if any(ch < " " or "\x7f" <= ch <= "\x9f" for ch in text):
+        raise ValidationError(field_name, "must not contain control characters")
+    if "/" in text:
+        raise ValidationError(field_name, "must not contain '/' (ids are URL path segments)")
+    if text in (".", ".."):
+        raise ValidationError(field_name, "must not be '.' or '..' (ids are URL path segments)")
     return text
 
 

@@ -125,16 +125,15 @@ def test_a_bad_setting_stops_the_start_with_one_line_naming_it(tmp_path: Path) -
 
 
 def test_token_mints_a_jwt_the_api_accepts(tmp_path: Path) -> None:
+    env = {
+        "HANDOFF_JWT_SECRET": SECRET,
+        "HANDOFF_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'h.db'}",
+    }
+    add_member(
+        "acme", "eve", email="eve@acme.test", name="Eve", role="engineer", cwd=tmp_path, env=env
+    )
     done = handoff(
-        "token",
-        "--account",
-        "acme",
-        "--member",
-        "eve",
-        "--ttl",
-        "60",
-        cwd=tmp_path,
-        env={"HANDOFF_JWT_SECRET": SECRET},
+        "token", "--account", "acme", "--member", "eve", "--ttl", "60", cwd=tmp_path, env=env
     )
     assert done.returncode == 0, done.stderr
     claims = jwt.decode(done.stdout.strip(), SECRET, algorithms=["HS256"])

@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
 from sqlalchemy import event
+from sqlalchemy import inspect as inspect_schema
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from handoff_core.errors import StorageUnavailable
 from handoff_core.ports import Clock
@@ -182,11 +184,19 @@ def _single(name: str, value: str | tuple[str, ...]) -> str:
 
 
 POSTGRES_POOL_DEFAULTS = {"pool_size": 15, "max_overflow": 5}
+# What only a pool that keeps connections takes; NullPool (migrations, one-off checks) refuses them.
+_SIZING = ("pool_size", "max_overflow", "pool_timeout")
 
 
 def build_engine(target: DatabaseUrl, **options: Any) -> AsyncEngine:
-    """An engine for `target`; `options` (pool sizes and the like) win over the URL's."""
+    """An engine for `target`; `options` (pool sizes and the like) win over the URL's.
+
+    With `poolclass=NullPool` the URL's sizing options are left out: they size a pool that keeps
+    connections, and the URL an operator wrote for the server serves the one-off commands too.
+    """
     settings = {**target.pool, **options}
+    if options.get("poolclass") is NullPool:
+        settings = {k: v for k, v in settings.items() if k not in _SIZING}
     if not target.is_sqlite:
         # Keep the connections a burst needs: SQLAlchemy's default (5 kept, 10 more opened and
         # closed again on return) made every burst of claims open ~10 new backends.
@@ -289,6 +299,28 @@ class SqlDatabase:
             return True
         except Exception:
             return False
+
+    async def revision(self) -> str | None:
+        """The Alembic revision the database is at; None when it was never migrated.
+
+        Raises StorageUnavailable when the database cannot be reached.
+        """
+        from sqlalchemy import text
+
+        from handoff_sql.uow import translated
+
+        with translated(self.target.show(), "read the schema revision"):
+            async with self.engine.connect() as conn:
+                reader = await conn.execution_options(**{BEGIN_MODE: "DEFERRED"})
+                has_table = await reader.run_sync(
+                    lambda sync: inspect_schema(sync).has_table("alembic_version")
+                )
+                if not has_table:
+                    return None
+                row = (
+                    await reader.execute(text("SELECT version_num FROM alembic_version"))
+                ).first()
+        return None if row is None else str(row[0])
 
     async def hold_writer(self) -> bool:
         """On SQLite, wait for this process's turn to write; False on PostgreSQL (no need)."""

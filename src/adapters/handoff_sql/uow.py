@@ -41,11 +41,18 @@ def _reason(exc: BaseException) -> str:
     return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
 
 
+# PostgreSQL SQLSTATE classes that mean "could not get a usable connection": connection exception,
+# bad credentials, no such database, server shutting down or starting, too many connections.
+_UNREACHABLE_STATES = ("08", "28", "3D000", "57P", "53300")
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """Failures of reaching or keeping the database, as opposed to mistakes in what was asked."""
     if isinstance(exc, sa_exc.DBAPIError):
-        return exc.connection_invalidated or isinstance(
-            exc, sa_exc.OperationalError | sa_exc.InterfaceError
+        return (
+            exc.connection_invalidated
+            or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
+            or str(getattr(exc.orig, "sqlstate", "") or "").startswith(_UNREACHABLE_STATES)
         )
     return isinstance(exc, OSError | TimeoutError | sa_exc.TimeoutError)
 

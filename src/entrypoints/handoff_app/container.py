@@ -17,7 +17,10 @@ from handoff_app.live import (
     ServiceAnnouncer,
     StreamGuard,
 )
+from handoff_app.metrics import HeartbeatDelivery
 from handoff_app.settings import Settings
+from handoff_core.errors import HandoffError
+from handoff_core.figures import StoreFigures
 from handoff_core.links import ClaimLinks
 from handoff_core.ports import Clock, MailSender, UnitOfWorkFactory
 from handoff_core.retry import RetrySchedule
@@ -54,6 +57,7 @@ class Services:
     claim_links: ClaimLinks | None
     ready: Callable[[], Awaitable[bool]]
     closers: list[Callable[[], Awaitable[None]]]
+    figures: Callable[[], Awaitable[StoreFigures]]
 
     async def close(self) -> None:
         await self.guard.close()
@@ -89,14 +93,27 @@ async def _store(
             return True
 
         return MemoryDatabase(), None, always, []
-    from handoff_sql import SqlDatabase, ensure_schema
+    from handoff_sql import SqlDatabase, ensure_schema, head, require_current_schema
 
     db = SqlDatabase(settings.database_url)
     if db.target.is_sqlite:
         await ensure_schema(settings.database_url)  # an embedded database makes itself
     await db.start()
+    try:
+        await require_current_schema(db)  # PostgreSQL is upgraded by `handoff db upgrade` only
+    except BaseException:
+        await db.close()
+        raise
+
+    async def ready() -> bool:
+        """The database answers and its schema is this package's."""
+        try:
+            return await db.revision() == head()
+        except HandoffError:
+            return False
+
     presence = db.presence() if settings.push_mode == "pg" else None
-    return db, presence, db.ping, [db.close]
+    return db, presence, ready, [db.close]
 
 
 async def _hub(settings: Settings, uow: UnitOfWorkFactory) -> LiveHub:
@@ -139,7 +156,7 @@ async def build_services(settings: Settings, *, clock: Clock | None = None) -> S
     the_clock = container.resolve(Clock)
     claim_links = claim_links_of(settings, the_clock)
     announcer = ServiceAnnouncer(hub, None)
-    delivery = DeliveryService(
+    delivery = HeartbeatDelivery(
         uow,
         the_clock,
         mail,
@@ -184,4 +201,24 @@ async def build_services(settings: Settings, *, clock: Clock | None = None) -> S
         claim_links=claim_links,
         ready=ready,
         closers=closers,
+        figures=_figures(settings, uow, the_clock),
     )
+
+
+def _figures(
+    settings: Settings, uow: UnitOfWorkFactory, clock: Clock
+) -> Callable[[], Awaitable[StoreFigures]]:
+    """The store's reading for /metrics, from whichever store `uow` is."""
+    from handoff_memory import MemoryDatabase
+
+    if isinstance(uow, MemoryDatabase):
+        from handoff_memory.figures import store_figures as memory_figures
+
+        memory = uow
+        return lambda: memory_figures(memory)
+    from handoff_sql import SqlDatabase
+    from handoff_sql.figures import store_figures as sql_figures
+
+    assert isinstance(uow, SqlDatabase)
+    database, kept = uow, settings.push_mode == "pg"
+    return lambda: sql_figures(database, clock.now(), presence_kept=kept)

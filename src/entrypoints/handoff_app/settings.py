@@ -32,7 +32,7 @@ def _number(env: Mapping[str, str], name: str, kind: type[N], default: N, low: N
         what = "a whole number" if kind is int else "a number"
         raise SettingsError(f"{name}={raw!r} is not {what}") from None
     if not low <= value <= high:
-        raise SettingsError(f"{name}={raw!r} must be between {low:g} and {high:g}")
+        raise SettingsError(f"{name}={raw!r} must be between {low} and {high}")
     return value
 
 
@@ -41,10 +41,11 @@ def _database_url(raw: str) -> str:
     if scheme == "memory":
         return raw
     if scheme in ("sqlite", "sqlite+aiosqlite"):
-        return raw.replace("sqlite://", "sqlite+aiosqlite://", 1) if scheme == "sqlite" else raw
+        url = raw.replace("sqlite://", "sqlite+aiosqlite://", 1) if scheme == "sqlite" else raw
+        return _usable(url)
     if scheme in ("postgresql", "postgres", "postgresql+asyncpg"):
         rest = raw.split("://", 1)[1]
-        return f"postgresql+asyncpg://{rest}"
+        return _usable(f"postgresql+asyncpg://{rest}")
     raise SettingsError(
         f"HANDOFF_DATABASE_URL has scheme {scheme!r}; use sqlite+aiosqlite://, "
         "postgresql+asyncpg:// or memory://"
@@ -66,6 +67,27 @@ def _origins(raw: str) -> tuple[str, ...]:
             )
         found.append(item.rstrip("/"))
     return tuple(found)
+
+
+def _usable(url: str) -> str:
+    """The URL, once the SQL adapter agrees it can use it (options, driver installed)."""
+    from handoff_sql import BadDatabaseUrl, DatabaseUrl
+
+    try:
+        DatabaseUrl.parse(url)
+    except BadDatabaseUrl as exc:
+        raise SettingsError(f"HANDOFF_DATABASE_URL: {exc}") from None
+    return url
+
+
+def _usable_smtp(url: str, mail_from: str) -> None:
+    """Refuse now, in one line, what the mail adapter would refuse when the services open."""
+    from handoff_mail import SmtpSettings
+
+    try:
+        SmtpSettings.from_url(url, mail_from=mail_from)
+    except ValueError as exc:
+        raise SettingsError(f"HANDOFF_SMTP_URL: {exc}") from None
 
 
 def _public_url(raw: str) -> str:
@@ -96,6 +118,7 @@ class Settings:
     link_secret: str | None = None  # claim links' key; None: derived from jwt_secret
     claim_link_ttl_seconds: float = 86400.0
     cors_origins: tuple[str, ...] = ()
+    metrics: bool = True
 
     @property
     def link_key(self) -> str | None:
@@ -132,6 +155,8 @@ class Settings:
         mail_from = env.get("HANDOFF_MAIL_FROM") or DEFAULT_MAIL_FROM
         if "@" not in mail_from:
             raise SettingsError(f"HANDOFF_MAIL_FROM={mail_from!r} is not an email address")
+        if smtp_url is not None:
+            _usable_smtp(smtp_url, mail_from)
         secret = env.get("HANDOFF_JWT_SECRET") or None
         if secret is not None and len(secret.encode("utf-8")) < 32:
             raise SettingsError("HANDOFF_JWT_SECRET must be at least 32 bytes (HS256 key length)")
@@ -142,6 +167,9 @@ class Settings:
         link_secret = env.get("HANDOFF_LINK_SECRET") or None
         if link_secret is not None and len(link_secret.encode("utf-8")) < 32:
             raise SettingsError("HANDOFF_LINK_SECRET must be at least 32 bytes")
+        metrics = (env.get("HANDOFF_METRICS") or "on").strip().lower()
+        if metrics not in ("on", "off"):
+            raise SettingsError(f"HANDOFF_METRICS={metrics!r} must be on or off")
         return cls(
             database_url=database_url,
             smtp_url=smtp_url,
@@ -168,4 +196,5 @@ class Settings:
                 env, "HANDOFF_CLAIM_LINK_TTL_SECONDS", float, 86400.0, 60, 30 * 86400
             ),
             cors_origins=_origins(env.get("HANDOFF_CORS_ORIGINS") or ""),
+            metrics=metrics == "on",
         )

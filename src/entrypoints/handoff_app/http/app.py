@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import anyio
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from handoff_app.container import Services
@@ -17,6 +17,7 @@ from handoff_app.http import errors
 from handoff_app.http.auth import stranger_refusal
 from handoff_app.http.claim_pages import router as claim_router
 from handoff_app.http.docs import install_docs, install_openapi, operation_id
+from handoff_app.http.ending import EndStreams
 from handoff_app.http.lifecycle import ServiceSlot, get_services, handoff_lifespan
 from handoff_app.http.limits import BodyLimit
 from handoff_app.http.logs import redact_access_log
@@ -26,6 +27,7 @@ from handoff_app.http.routes_members import router as members_router
 from handoff_app.http.routes_sessions import router as sessions_router
 from handoff_app.http.routes_stream import router as stream_router
 from handoff_app.http.schemas import Health
+from handoff_app.metrics import MeasureRequests, ProcessMetrics, exposition
 from handoff_app.settings import Settings, SettingsError
 
 log = logging.getLogger("handoff.http")
@@ -67,6 +69,21 @@ def _probes() -> APIRouter:
     return probes
 
 
+def _metrics(process: ProcessMetrics) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        """Prometheus's text format; 503 when the store cannot be read."""
+        services = await get_services(request)
+        body, content_type = await exposition(
+            process, services.figures, services.clock.now(), services.delivery
+        )
+        return Response(body, media_type=content_type)
+
+    return router
+
+
 def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     """The HTTP API over `services`, or over services built from `settings` when first needed.
 
@@ -95,6 +112,11 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.state.handoff = ServiceSlot(settings, services)
     errors.install(app, vet_invalid=stranger_refusal)
     app.add_middleware(BodyLimit, limit=settings.body_limit_bytes)
+    app.add_middleware(EndStreams)
+    if settings.metrics:
+        process = ProcessMetrics()
+        app.include_router(_metrics(process))
+        app.add_middleware(MeasureRequests, process=process)
     if settings.cors_origins:
         # Outermost, so a preflight is answered before anything else looks at it. Bearer tokens
         # only: the inbox's cookie is SameSite=Strict and never meant for another origin.

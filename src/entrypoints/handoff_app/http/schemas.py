@@ -39,7 +39,7 @@ from handoff_core.model import (
 )
 from handoff_core.services.queries import EscalationStats
 
-ID_PATTERN = r"^[^\x00-\x20\x7f]+$"
+ID_PATTERN = r"^[^\s\x00-\x1f\x7f-\x9f/]+$"  # handoff_core.model.check_id, in a URL
 KEY_PATTERN = r"^[\x21-\x7e]+$"
 JSON_DEPTH_MAX = 64
 
