@@ -219,6 +219,9 @@ class Member:
         role: object,
         active: object = True,
     ) -> Member:
+        """A member from values as a host product sends them, each checked: ids (at most 128
+        characters, no whitespace, control characters or `/`), email, name (at most 200
+        characters), role. Raises ValidationError naming the field."""
         return cls(
             id=check_id("id", id),
             account_id=check_id("account_id", account_id),
@@ -235,10 +238,12 @@ class Member:
 
     @property
     def is_senior(self) -> bool:
+        """Owner, admin or engineer: may act and be told of escalations."""
         return self.role in SENIOR_ROLES
 
     @property
     def is_manager(self) -> bool:
+        """Owner or admin: may manage members and the policy."""
         return self.role in MANAGER_ROLES
 
     def require_can_act(self) -> None:
@@ -298,6 +303,8 @@ class Session:
     def start(
         cls, *, id: str, owner: Member, problem_summary: object, context: object, now: datetime
     ) -> Session:
+        """A new active session owned by and assigned to `owner` (a current senior). Raises
+        Forbidden, ValidationError naming the field (summary, context)."""
         owner.require_can_act()
         return cls(
             id=id,
@@ -590,6 +597,8 @@ class Handoff:
         now: datetime,
         policy: EscalationPolicy | None = None,
     ) -> Handoff:
+        """An open handoff of `session` with its snapshot taken now; an escalation keeps a copy
+        of `policy` and its first reminder time. Raises ValidationError("engineer_notes")."""
         handoff = cls(
             id=id,
             account_id=session.account_id,
@@ -607,6 +616,7 @@ class Handoff:
 
     @property
     def is_open_escalation(self) -> bool:
+        """An escalation nobody has claimed or withdrawn yet."""
         return self.intent is Intent.ESCALATE and self.status is HandoffStatus.OPEN
 
     def check_claim(self, claimer: Member) -> None:

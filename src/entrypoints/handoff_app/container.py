@@ -60,6 +60,8 @@ class Services:
     figures: Callable[[], Awaitable[StoreFigures]]
 
     async def close(self) -> None:
+        """Stop the stream guard and background sends, then close what was opened, newest
+        first; an error closing one is logged and the rest still close."""
         await self.guard.close()
         await self.dispatch.drain()
         for close in reversed(self.closers):

@@ -99,6 +99,9 @@ def _public_url(raw: str) -> str:
 
 @frozen
 class Settings:
+    """Every setting of the service (the `HANDOFF_*` variables of the README), read once at
+    start by `from_env`; tests and host applications may build one directly."""
+
     database_url: str = DEFAULT_DATABASE_URL
     smtp_url: str | None = None
     maildir: str = DEFAULT_MAILDIR
@@ -127,10 +130,12 @@ class Settings:
 
     @property
     def is_postgres(self) -> bool:
+        """The store is PostgreSQL (the one that allows several processes)."""
         return self.database_url.startswith("postgresql")
 
     @property
     def is_memory(self) -> bool:
+        """The store is in memory (`memory://`): nothing is kept."""
         return self.database_url.startswith("memory:")
 
     @property
@@ -142,6 +147,8 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings from `env` (default: the process environment). Raises SettingsError, a
+        one-line message naming the variable, for any value that cannot be used."""
         env = os.environ if env is None else env
         push = env.get("HANDOFF_PUSH", "auto") or "auto"
         if push not in ("auto", "inprocess", "pg"):

@@ -63,6 +63,7 @@ class RedactAccessTokens(logging.Filter):
     """Rewrites the record's message and arguments so no handler ever sees a token."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record in place; always keep it (True)."""
         if isinstance(record.msg, str):
             record.msg = redact(record.msg)
         if isinstance(record.args, tuple):
