@@ -230,29 +230,14 @@ class LoginLinks(Protocol):
 class UnitOfWork(Protocol):
     """`async with uow:` rolls back unless `commit()` was called inside."""
 
-    @property
-    def members(self) -> Members: ...
-
-    @property
-    def sessions(self) -> Sessions: ...
-
-    @property
-    def handoffs(self) -> Handoffs: ...
-
-    @property
-    def deliveries(self) -> Deliveries: ...
-
-    @property
-    def timeline(self) -> Timeline: ...
-
-    @property
-    def policies(self) -> Policies: ...
-
-    @property
-    def stream(self) -> Stream: ...
-
-    @property
-    def login_links(self) -> LoginLinks: ...
+    members: Members
+    sessions: Sessions
+    handoffs: Handoffs
+    deliveries: Deliveries
+    timeline: Timeline
+    policies: Policies
+    stream: Stream
+    login_links: LoginLinks
 
     async def __aenter__(self) -> Self: ...
 

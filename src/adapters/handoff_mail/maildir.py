@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from handoff_core.notice import Notice, NoticeBody
-from handoff_core.ports import SendOutcome
+from handoff_core.ports import MailSender, SendOutcome
 from handoff_mail.address import wire_address
 from handoff_mail.message import Template, date_header, from_header, render, template
 from handoff_mail.settings import DEFAULT_FROM, check_from
@@ -21,7 +21,7 @@ from handoff_mail.settings import DEFAULT_FROM, check_from
 LF = "\n"
 
 
-class MaildirSender:
+class MaildirSender(MailSender):
     """MailSender into a Maildir folder, created (with tmp/, new/, cur/) on the first send."""
 
     def __init__(self, path: str | os.PathLike[str], mail_from: str = DEFAULT_FROM) -> None:

@@ -30,7 +30,7 @@ from aiosmtplib import (
 from attrs import define, field
 
 from handoff_core.notice import Notice, NoticeBody
-from handoff_core.ports import SendOutcome
+from handoff_core.ports import MailSender, SendOutcome
 from handoff_mail.address import wire_address
 from handoff_mail.message import (
     Template,
@@ -74,7 +74,7 @@ class _Batch:
     connect_error: str | None = None
 
 
-class SmtpSender:
+class SmtpSender(MailSender):
     """MailSender over SMTP. Opens nothing until the first send; `close()` ends the pool."""
 
     def __init__(self, settings: SmtpSettings) -> None:

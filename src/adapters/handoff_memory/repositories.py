@@ -23,11 +23,21 @@ from handoff_core.model import (
     Session,
     TimelineEvent,
 )
+from handoff_core.ports import (
+    Deliveries,
+    Handoffs,
+    LoginLinks,
+    Members,
+    Policies,
+    Sessions,
+    Stream,
+    Timeline,
+)
 from handoff_core.stream import StreamEvent
 from handoff_memory.store import Journal, MemoryStore, clone
 
 
-class MemoryMembers:
+class MemoryMembers(Members):
     def __init__(self, store: MemoryStore, journal: Journal) -> None:
         self._s, self._j = store, journal
 
@@ -54,7 +64,7 @@ class MemoryMembers:
         self._j.put(self._s.members, (member.account_id, member.id), clone(member))
 
 
-class MemorySessions:
+class MemorySessions(Sessions):
     def __init__(self, store: MemoryStore, journal: Journal) -> None:
         self._s, self._j = store, journal
 
@@ -78,7 +88,7 @@ class MemorySessions:
         self._j.put(self._s.sessions, key, clone(session))
 
 
-class MemoryHandoffs:
+class MemoryHandoffs(Handoffs):
     def __init__(self, store: MemoryStore, journal: Journal) -> None:
         self._s, self._j = store, journal
 
@@ -190,7 +200,7 @@ class MemoryHandoffs:
         return True
 
 
-class MemoryDeliveries:
+class MemoryDeliveries(Deliveries):
     def __init__(self, store: MemoryStore, journal: Journal) -> None:
         self._s, self._j = store, journal
 
@@ -324,7 +334,7 @@ class MemoryDeliveries:
         return released
 
 
-class MemoryTimeline:
+class MemoryTimeline(Timeline):
     def __init__(self, store: MemoryStore, journal: Journal) -> None:
         self._s, self._j = store, journal
 
@@ -359,7 +369,7 @@ class MemoryTimeline:
         return found[:limit]
 
 
-class MemoryStream:
+class MemoryStream(Stream):
     """The stream log. One unit of work holds the store at a time, so appending in it numbers
     events in commit order; a rollback takes them (and their numbers) back."""
 
@@ -401,7 +411,7 @@ def _stream_at(event: StreamEvent) -> datetime:
     return datetime.fromisoformat(str(event.data.get("at")))
 
 
-class MemoryPolicies:
+class MemoryPolicies(Policies):
     def __init__(self, store: MemoryStore, journal: Journal) -> None:
         self._s, self._j = store, journal
 
@@ -412,7 +422,7 @@ class MemoryPolicies:
         self._j.put(self._s.policies, account_id, policy)
 
 
-class MemoryLoginLinks:
+class MemoryLoginLinks(LoginLinks):
     def __init__(self, store: MemoryStore, journal: Journal) -> None:
         self._s, self._j = store, journal
 

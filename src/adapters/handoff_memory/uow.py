@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Self
 
+from handoff_core.ports import UnitOfWork
 from handoff_memory.repositories import (
     MemoryDeliveries,
     MemoryHandoffs,
@@ -18,7 +19,7 @@ from handoff_memory.repositories import (
 from handoff_memory.store import Journal, MemoryStore
 
 
-class MemoryUnitOfWork:
+class MemoryUnitOfWork(UnitOfWork):
     """Holds the store from `__aenter__` to `commit()` or the end of the block; anything not
     committed is rolled back. Not re-entrant: open one per use case, as with a database."""
 

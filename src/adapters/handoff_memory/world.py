@@ -8,11 +8,11 @@ from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 
 from handoff_core.notice import Notice
-from handoff_core.ports import SendOutcome
+from handoff_core.ports import Clock, MailSender, Presence, PushHub, SendOutcome
 from handoff_core.stream import StreamEvent
 
 
-class ManualClock:
+class ManualClock(Clock):
     """Time stands still until a test moves it."""
 
     def __init__(self, start: datetime | None = None) -> None:
@@ -28,7 +28,7 @@ class ManualClock:
         return self._now
 
 
-class RecordingMailSender:
+class RecordingMailSender(MailSender):
     """Keeps every message it accepts, by address.
 
     `refuse` addresses are refused for good (like an SMTP 5xx), `defer` addresses fail for now
@@ -75,7 +75,7 @@ class RecordingMailSender:
         return outcomes
 
 
-class MemoryPresence:
+class MemoryPresence(Presence):
     """Who has a live stream open, counted per stream."""
 
     def __init__(self) -> None:
@@ -101,7 +101,7 @@ class MemoryPresence:
         return frozenset(m for m in member_ids if (account_id, m) in self._streams)
 
 
-class RecordingPushHub:
+class RecordingPushHub(PushHub):
     """Keeps every stream event published, and hands each to the in-process subscribers of the
     account that are in its audience (wire it with `handoff_core.services.common.StreamAnnouncer`).
     """

@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Protocol
 
+from handoff_core.ports import Presence, PushHub
 from handoff_core.stream import StreamEvent
 
 QUEUE_LIMIT = 1000
@@ -96,7 +97,7 @@ class Subscription:
         self.overflowed = False
 
 
-class InProcessHub:
+class InProcessHub(PushHub):
     """The relay of one process; every published or heard event goes through `deliver`.
 
     Subscriptions are indexed by account and by member, so an event addressed to a few members
@@ -234,7 +235,7 @@ def _seq(event: StreamEvent) -> int:
     return event.seq or 0
 
 
-class InProcessPresence:
+class InProcessPresence(Presence):
     """Who has a live stream open in this process."""
 
     def __init__(self) -> None:

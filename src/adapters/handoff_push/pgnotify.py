@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from handoff_core.ports import PushHub
 from handoff_core.stream import StreamEvent, StreamEventType
 from handoff_push.inprocess import InProcessHub, StreamSource, Subscription
 
@@ -70,7 +71,7 @@ def decode(payload: str) -> tuple[str, int, StreamEvent | None]:
     return account_id, seq, event
 
 
-class PgNotifyHub:
+class PgNotifyHub(PushHub):
     """A LiveHub whose events reach the streams of every process on the same database."""
 
     def __init__(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from handoff_core.ports import Clock
+from handoff_core.ports import Clock, Presence
 from handoff_sql.database import BEGIN_MODE
 from handoff_sql.repositories import upsert_insert
 from handoff_sql.tables import presence
@@ -37,7 +37,7 @@ def _positive(ttl_seconds: float) -> timedelta:
     return timedelta(seconds=ttl_seconds)
 
 
-class SqlPresence:
+class SqlPresence(Presence):
     """The core's Presence port, plus the stream lifecycle the push endpoint drives.
 
     Each call is its own short transaction, never part of a unit of work: `online` is asked in

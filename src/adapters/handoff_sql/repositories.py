@@ -24,6 +24,7 @@ from handoff_core.model import (
     Role,
     Session,
 )
+from handoff_core.ports import Handoffs, LoginLinks, Members, Policies, Sessions
 from handoff_sql import rows
 from handoff_sql.tables import handoffs, login_links, members, policies, sessions
 
@@ -41,7 +42,7 @@ class SqlRepository:
         self._uow = uow
 
 
-class SqlMembers(SqlRepository):
+class SqlMembers(SqlRepository, Members):
     async def get(self, account_id: str, member_id: str) -> Member | None:
         query = sa.select(members).where(
             members.c.account_id == account_id, members.c.id == member_id
@@ -85,7 +86,7 @@ class SqlMembers(SqlRepository):
         await self._uow.execute(statement, doing="save a member")
 
 
-class SqlSessions(SqlRepository):
+class SqlSessions(SqlRepository, Sessions):
     async def get(self, account_id: str, session_id: str) -> Session | None:
         query = sa.select(sessions).where(
             sessions.c.account_id == account_id, sessions.c.id == session_id
@@ -128,7 +129,7 @@ class SqlSessions(SqlRepository):
 _OPEN_ESCALATION = (handoffs.c.status == HandoffStatus.OPEN, handoffs.c.intent == Intent.ESCALATE)
 
 
-class SqlHandoffs(SqlRepository):
+class SqlHandoffs(SqlRepository, Handoffs):
     def _one(self, account_id: str, handoff_id: str) -> tuple[Any, Any]:
         return handoffs.c.account_id == account_id, handoffs.c.id == handoff_id
 
@@ -255,7 +256,7 @@ class SqlHandoffs(SqlRepository):
         )
 
 
-class SqlPolicies(SqlRepository):
+class SqlPolicies(SqlRepository, Policies):
     async def get(self, account_id: str) -> EscalationPolicy | None:
         query = sa.select(policies.c.policy).where(policies.c.account_id == account_id)
         raw = (await self._uow.execute(query)).scalar_one_or_none()
@@ -271,7 +272,7 @@ class SqlPolicies(SqlRepository):
         await self._uow.execute(statement, doing="save the escalation policy")
 
 
-class SqlLoginLinks(SqlRepository):
+class SqlLoginLinks(SqlRepository, LoginLinks):
     async def add(self, link: LoginLink) -> None:
         statement = sa.insert(login_links).values(
             code_hash=link.code_hash,

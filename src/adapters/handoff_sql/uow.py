@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 
 from handoff_core.errors import Conflict, StorageUnavailable
+from handoff_core.ports import UnitOfWork
 from handoff_sql.outbox import SqlDeliveries, SqlStream, SqlTimeline
 from handoff_sql.repositories import (
     SqlHandoffs,
@@ -80,7 +81,7 @@ def translated(where: str, doing: str) -> Iterator[None]:
         ) from exc
 
 
-class SqlUnitOfWork:
+class SqlUnitOfWork(UnitOfWork):
     """`async with uow:` opens a connection and a transaction; leaving the block without
     `commit()` rolls it back, so nothing half-done is ever seen by anyone else."""
 
