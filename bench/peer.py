@@ -22,13 +22,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.stack import ROOT, STOP_SECONDS, BenchError, free_port
+from attrs import define
+
+from bench.stack import ROOT, STOP_SECONDS, BenchError, Context, Databases, free_port
 from bench.wire import HttpConnection
 
 APP = "seedstyle_app"
 INSTALL_SECONDS = 600.0
 SEED_SECONDS = 120.0
 START_SECONDS = 30.0
+NOTES = "Stuck on the auth handshake; logs attached in the session"
 
 
 def peer_dir() -> Path:
@@ -208,3 +211,60 @@ class Peer:
         except TimeoutError:
             process.kill()
             await process.wait()
+
+
+@define
+class Reference:
+    """The seed-style reference, seeded: per client, its session ids, escalator and recipients."""
+
+    peer: Peer
+    sessions: list[list[int]]
+    escalators: list[int]
+    recipients: list[set[str]]
+
+    def expect(self, client: int, _: str) -> tuple[set[str], set[str]]:
+        """Who should be told of an escalation by `client`: its recipients, by email."""
+        return self.recipients[client], set()
+
+    def part(self, take: slice) -> list[list[bytes]]:
+        """Per client (account), the escalation requests of its sessions[take], as its README
+        says: the caller named by X-User-Id, 201 once the emails were handed to SMTP."""
+        conn = HttpConnection("127.0.0.1", self.peer.port)
+        body = {"intent": "escalate", "engineer_notes": NOTES}
+        out = []
+        for sessions, escalator in zip(self.sessions, self.escalators, strict=True):
+            who = {"X-User-Id": str(escalator)}
+            path = "/api/v1/ai-sessions/{}/handoff"
+            out.append(
+                [
+                    conn.encode("POST", path.format(s), body=body, headers=who)
+                    for s in sessions[take]
+                ]
+            )
+        return out
+
+
+async def seeded(ctx: Context, accounts: int, recipients: int, sessions: int) -> Reference:
+    """The reference in its venv on a fresh database, seeded with `accounts` accounts of one
+    escalator, `recipients` eligible members and `sessions` sessions each; not yet started."""
+    folder = peer_dir()
+    python = await venv_python(folder, ctx.workdir / "peer-venv.log")
+    name = await ctx.databases.empty("b6_peer")
+    peer = Peer(python, folder, database_url=Databases.url(name), smtp_port=ctx.sink.port,
+                workdir=ctx.workdir)  # fmt: skip
+    made = await peer.seed(accounts, recipients + 1, sessions)
+    if len(made) != accounts:
+        raise BenchError(f"the reference seeded {len(made)} accounts, not {accounts}")
+    told = []
+    for a in made:
+        first = int(a["escalator_id"])
+        # Its seed numbers an account's members from the escalator on; the next ones are eligible.
+        told.append(
+            {f"m{first + k}@acct{a['account_id']}.example" for k in range(1, recipients + 1)}
+        )
+    return Reference(
+        peer=peer,
+        sessions=[list(range(a["first_session_id"], a["last_session_id"] + 1)) for a in made],
+        escalators=[int(a["escalator_id"]) for a in made],
+        recipients=told,
+    )
