@@ -277,6 +277,7 @@ def _figures(
 ) -> None:
     handoff, mixed, peer = storms.handoff, storms.mixed, storms.reference
     best_k = min(raw, key=lambda k: raw[k])
+    pool = f"{best_k} connection" + ("s" if best_k > 1 else "")
     told = _median([s.told_per_s() for s in handoff])
     peer_told = _median([s.told_per_s() for s in peer]) if peer else None
     told_ratio = _ratio(told, peer_told)
@@ -326,8 +327,8 @@ def _figures(
                _median([s.emails_by_last_answer / max(s.emails, 1) for s in handoff]), "x"),
         Figure("B6.commit_to_notice_p99_ms", "commit → email accepted p99",
                ms(percentile(notices, 99)) if notices else None, "ms"),
-        Figure("B6.raw_best_ms", f"raw aiosmtplib alone, same messages, {best_k} connection" + "s" * (best_k > 1),
-               ms(raw[best_k]), "ms"),
+        Figure("B6.raw_best_ms", f"raw aiosmtplib alone, same messages, {pool}", ms(raw[best_k]),
+               "ms"),
         Figure("B6.reference_requests_per_s", "seed-style reference: answers/s",
                _median([s.requests_per_s for s in peer]) if peer else None, "req/s"),
         Figure("B6.reference_answer_p99_ms", "seed-style reference: answer p99",
