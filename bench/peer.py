@@ -117,14 +117,14 @@ async def venv_python(folder: Path, log: Path) -> Path:
         await _run([str(building / "bin" / "python"), "-m", "pip", "install", "-q", *packages],
                    log=log, timeout=INSTALL_SECONDS, what="pip install for the reference",
                    env=_clean_env({}))  # fmt: skip
-        # A venv's scripts name its folder, so it is made where it will stay: rename, then mark.
+        # Built aside and renamed, so that a half-made venv is never taken for a ready one. The
+        # scripts in bin/ keep the old folder in their first line; the harness runs only
+        # `python -m ...`, which finds its venv from where the interpreter is.
         shutil.rmtree(home, ignore_errors=True)
         building.rename(home)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
-    # pip and the venv wrote absolute paths to the building folder into scripts; the harness only
-    # runs `python -m ...`, which does not use them.
     (home / ".ready").write_text(" ".join(packages) + "\n")
     return python
 
