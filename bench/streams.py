@@ -1,8 +1,8 @@
 """Holds many SSE streams open from one process and notes when each escalation reaches each one.
 
 Run by the harness as `python -m bench.streams --port P --tokens FILE`. It opens one stream per
-token (a few at a time), waits for each stream's first comment (from then on its member is
-online), and prints one JSON line: how many opened. Then, per command line on stdin:
+token (a few at a time), waits for each stream's first event, `stream.ready` (from then on its
+member is online), and prints one JSON line: how many opened. Then, per command line on stdin:
 `wait HANDOFF_ID SECONDS` prints the monotonic arrival time of that escalation's event on every
 stream that got it (and how many did not); `collect COUNT SECONDS` waits until at least COUNT
 escalation events have arrived on all streams together (or the time is up), prints each as
@@ -67,7 +67,8 @@ class Streams:
                 now = time.monotonic()
                 buffer += chunk
                 for event in sse_events(buffer):
-                    if event.get("comment") == "online" and not online.is_set():
+                    ready = event.get("event") == "stream.ready" or event.get("comment") == "online"
+                    if ready and not online.is_set():
                         self.opened += 1
                         online.set()
                     elif event.get("event") == "escalation.created":
