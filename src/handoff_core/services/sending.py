@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import timedelta
 
-from attrs import define, field
+from attrs import define, field, frozen
 
 from handoff_core.links import ClaimLinks
 from handoff_core.model import (
@@ -71,6 +71,14 @@ class DeliverySettings:
     dispatch_batch_size: int = 500  # right after commit: larger batches, fewer round trips
     stream_keep_seconds: float = 7 * 24 * 3600.0  # replayable stream history; older is a reset
     claim_links: ClaimLinks | None = None  # each email's own claim link; None: the inbox's URL
+
+
+@frozen
+class Delivered:
+    """What sending one batch did: notices sent, and deliveries it added (due at once)."""
+
+    sent: int
+    added: int
 
 
 @define
@@ -133,8 +141,9 @@ class Sender:
             self.held.discard(token)
         return leased
 
-    async def deliver(self, leased: Sequence[Delivery]) -> int:
-        """Send a leased batch and record it; how many were sent."""
+    async def deliver(self, leased: Sequence[Delivery]) -> Delivered:
+        """Send a leased batch and record it: how many were sent, and how many deliveries it
+        added (fallback emails, due at once)."""
         batch = await self._context(leased)
         emails: list[Delivery] = []
         pushes: list[Delivery] = []
@@ -250,7 +259,7 @@ class Sender:
 
     async def _record(
         self, leased: Sequence[Delivery], batch: _Batch, fallbacks: dict[str, Delivery]
-    ) -> int:
+    ) -> Delivered:
         at = self._clock.now()
         async with self._uow() as uow:
             recorded = await uow.deliveries.record_many(leased)
@@ -288,10 +297,13 @@ class Sender:
             kept = [f for push_id, f in fallbacks.items() if push_id in recorded]
             if kept:
                 await uow.deliveries.add_many(kept)
+
             await uow.commit()
         self.held.difference_update({d.leased_by for d in leased if d.leased_by})
         await announce(self._announcer, events)
-        return sum(1 for d in leased if d.status is DeliveryStatus.SENT)
+        return Delivered(
+            sent=sum(1 for d in leased if d.status is DeliveryStatus.SENT), added=len(kept)
+        )
 
     async def release(self) -> int:
         """Give back every lease this sender holds and has not recorded yet."""
