@@ -117,7 +117,8 @@ class Settings:
     worker_batch: int = 100
     body_limit_bytes: int = 512 * 1024
     heartbeat_seconds: float = 15.0
-    dispatch_concurrency: int = 8
+    dispatch_concurrency: int = 8  # 0: nothing is sent from this process's requests
+    worker_lanes: int = 1  # batches a worker sends at once
     link_secret: str | None = None  # claim links' key; None: derived from jwt_secret
     claim_link_ttl_seconds: float = 86400.0
     cors_origins: tuple[str, ...] = ()
@@ -197,7 +198,8 @@ class Settings:
                 env, "HANDOFF_BODY_LIMIT_BYTES", int, 512 * 1024, 1024, 64 << 20
             ),
             heartbeat_seconds=_number(env, "HANDOFF_HEARTBEAT_SECONDS", float, 15.0, 0.05, 3600),
-            dispatch_concurrency=_number(env, "HANDOFF_DISPATCH_CONCURRENCY", int, 8, 1, 256),
+            dispatch_concurrency=_number(env, "HANDOFF_DISPATCH_CONCURRENCY", int, 8, 0, 256),
+            worker_lanes=_number(env, "HANDOFF_WORKER_LANES", int, 1, 1, 32),
             link_secret=link_secret,
             claim_link_ttl_seconds=_number(
                 env, "HANDOFF_CLAIM_LINK_TTL_SECONDS", float, 86400.0, 60, 30 * 86400
