@@ -307,8 +307,9 @@ COMMANDS: dict[str, Command] = {
 
 def _loop_factory(command: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     """`serve` awaits uvicorn inside this process's own loop, where uvicorn's own choice of loop
-    never applies: so make that loop the one uvicorn would pick (uvloop, when installed)."""
-    if command != "serve":
+    never applies: so make that loop the one uvicorn would pick (uvloop, when installed). A
+    `worker` runs on it too: its socket writes to the relay are most of its CPU (B6)."""
+    if command not in ("serve", "worker"):
         return None
     import uvicorn
 
