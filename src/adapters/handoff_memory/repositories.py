@@ -22,11 +22,22 @@ from handoff_core.model import (
     Session,
     TimelineEvent,
 )
+from handoff_core.ports import (
+    Deliveries,
+    Handoffs,
+    Members,
+    Policies,
+    Sessions,
+    Stream,
+    Timeline,
+    Webhooks,
+)
 from handoff_core.stream import StreamEvent
+from handoff_core.webhooks import WebhookEndpoint
 from handoff_memory.store import Journal, MemoryStore, clone
 
 
-class MemoryMembers:
+class MemoryMembers(Members):
     def __init__(self, store: MemoryStore, journal: Journal) -> None:
         self._s, self._j = store, journal
 
@@ -53,7 +64,7 @@ class MemoryMembers:
         self._j.put(self._s.members, (member.account_id, member.id), clone(member))
 
 
-class MemorySessions:
+class MemorySessions(Sessions):
     def __init__(self, store: MemoryStore, journal: Journal) -> None:
         self._s, self._j = store, journal
 
@@ -77,7 +88,7 @@ class MemorySessions:
         self._j.put(self._s.sessions, key, clone(session))
 
 
-class MemoryHandoffs:
+class MemoryHandoffs(Handoffs):
     def __init__(self, store: MemoryStore, journal: Journal) -> None:
         self._s, self._j = store, journal
 
@@ -123,6 +134,7 @@ class MemoryHandoffs:
         for name, value in change.items():
             setattr(updated, name, value)
         updated.next_reminder_at = None
+        updated.next_tier_at = None
         self._j.put(self._s.handoffs, (account_id, handoff_id), updated)
         return True
 
@@ -189,7 +201,33 @@ class MemoryHandoffs:
         return True
 
 
-class MemoryDeliveries:
+    async def tiers_due(self, now: datetime, limit: int) -> list[Handoff]:
+        found = [
+            h
+            for h in self._s.handoffs.values()
+            if h.status is HandoffStatus.OPEN and h.next_tier_at is not None and h.next_tier_at <= now
+        ]
+        found.sort(key=lambda h: (h.next_tier_at or now, h.id))
+        return [clone(h) for h in found[:limit]]
+
+    async def advance_tier(
+        self, account_id: str, handoff_id: str, tier: int, next_at: datetime | None
+    ) -> bool:
+        stored = self._s.handoffs.get((account_id, handoff_id))
+        if (
+            stored is None
+            or stored.status is not HandoffStatus.OPEN
+            or stored.tiers_reached != tier - 1
+        ):
+            return False
+        updated = clone(stored)
+        updated.tiers_reached = tier
+        updated.next_tier_at = next_at
+        self._j.put(self._s.handoffs, (account_id, handoff_id), updated)
+        return True
+
+
+class MemoryDeliveries(Deliveries):
     def __init__(self, store: MemoryStore, journal: Journal) -> None:
         self._s, self._j = store, journal
 
@@ -323,7 +361,7 @@ class MemoryDeliveries:
         return released
 
 
-class MemoryTimeline:
+class MemoryTimeline(Timeline):
     def __init__(self, store: MemoryStore, journal: Journal) -> None:
         self._s, self._j = store, journal
 
@@ -358,7 +396,7 @@ class MemoryTimeline:
         return found[:limit]
 
 
-class MemoryStream:
+class MemoryStream(Stream):
     """The stream log. One unit of work holds the store at a time, so appending in it numbers
     events in commit order; a rollback takes them (and their numbers) back."""
 
@@ -400,7 +438,7 @@ def _stream_at(event: StreamEvent) -> datetime:
     return datetime.fromisoformat(str(event.data.get("at")))
 
 
-class MemoryPolicies:
+class MemoryPolicies(Policies):
     def __init__(self, store: MemoryStore, journal: Journal) -> None:
         self._s, self._j = store, journal
 
@@ -409,3 +447,28 @@ class MemoryPolicies:
 
     async def put(self, account_id: str, policy: EscalationPolicy) -> None:
         self._j.put(self._s.policies, account_id, policy)
+
+
+class MemoryWebhooks(Webhooks):
+    def __init__(self, store: MemoryStore, journal: Journal) -> None:
+        self._s, self._j = store, journal
+
+    async def get(self, account_id: str, endpoint_id: str) -> WebhookEndpoint | None:
+        found = self._s.webhooks.get((account_id, endpoint_id))
+        return clone(found) if found else None
+
+    async def of_account(self, account_id: str) -> list[WebhookEndpoint]:
+        found = [w for (acc, _), w in self._s.webhooks.items() if acc == account_id]
+        return [clone(w) for w in sorted(found, key=lambda w: w.id)]
+
+    async def save(self, endpoint: WebhookEndpoint) -> None:
+        self._j.put(self._s.webhooks, (endpoint.account_id, endpoint.id), clone(endpoint))
+
+    async def delete(self, account_id: str, endpoint_id: str) -> bool:
+        key = (account_id, endpoint_id)
+        if key not in self._s.webhooks:
+            return False
+        old = self._s.webhooks[key]
+        self._j.put(self._s.webhooks, key, old)  # records the undo before the removal
+        del self._s.webhooks[key]
+        return True

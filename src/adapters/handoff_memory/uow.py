@@ -13,6 +13,7 @@ from handoff_memory.repositories import (
     MemorySessions,
     MemoryStream,
     MemoryTimeline,
+    MemoryWebhooks,
 )
 from handoff_memory.store import Journal, MemoryStore
 
@@ -32,6 +33,7 @@ class MemoryUnitOfWork:
         self.timeline = MemoryTimeline(store, self._journal)
         self.policies = MemoryPolicies(store, self._journal)
         self.stream = MemoryStream(store, self._journal)
+        self.webhooks = MemoryWebhooks(store, self._journal)
 
     async def __aenter__(self) -> Self:
         await self._store.lock.acquire()

@@ -22,6 +22,7 @@ from handoff_sql.repositories import (
     SqlMembers,
     SqlPolicies,
     SqlSessions,
+    SqlWebhooks,
 )
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ class SqlUnitOfWork:
         self.timeline = SqlTimeline(self)
         self.policies = SqlPolicies(self)
         self.stream = SqlStream(self)
+        self.webhooks = SqlWebhooks(self)
 
     @property
     def dialect(self) -> str:
