@@ -63,9 +63,7 @@ def _payload(handoff: Handoff, summary: str, actor_id: str, at: datetime) -> Jso
     }
 
 
-def escalation_created(
-    handoff: Handoff, recipients: Collection[str], tier: int = 1
-) -> StreamEvent:
+def escalation_created(handoff: Handoff, recipients: Collection[str], tier: int = 1) -> StreamEvent:
     """An escalation raised: told to its recipients (never the escalator). A later tier of it
     (SPEC §14) is the same event told to that tier's new members, with `tier` in its data."""
     summary = str(handoff.snapshot.get("problem_summary", ""))

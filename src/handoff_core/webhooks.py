@@ -216,7 +216,9 @@ def slack_message(
     headline = _HEADLINES.get(str(body.get("type")), "{who}").format(who=who, actor=acted)
     link = claim_link(public_url, handoff_id)
     text = f"{headline}: {summary}"
-    section = f"*{_mrkdwn(headline)}*\n*Problem:* {_mrkdwn(summary)}\n*Escalated by:* {_mrkdwn(who)}"
+    section = (
+        f"*{_mrkdwn(headline)}*\n*Problem:* {_mrkdwn(summary)}\n*Escalated by:* {_mrkdwn(who)}"
+    )
     notes = str(data.get("engineer_notes", "") or "")
     if notes:
         section += f"\n*Notes:* {_mrkdwn(notes[:1500])}"

@@ -200,12 +200,13 @@ class MemoryHandoffs(Handoffs):
         self._j.put(self._s.handoffs, (account_id, handoff_id), updated)
         return True
 
-
     async def tiers_due(self, now: datetime, limit: int) -> list[Handoff]:
         found = [
             h
             for h in self._s.handoffs.values()
-            if h.status is HandoffStatus.OPEN and h.next_tier_at is not None and h.next_tier_at <= now
+            if h.status is HandoffStatus.OPEN
+            and h.next_tier_at is not None
+            and h.next_tier_at <= now
         ]
         found.sort(key=lambda h: (h.next_tier_at or now, h.id))
         return [clone(h) for h in found[:limit]]

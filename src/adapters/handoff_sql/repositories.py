@@ -42,7 +42,7 @@ class SqlRepository:
         self._uow = uow
 
 
-class SqlMembers(SqlRepository):
+class SqlMembers(SqlRepository, Members):
     async def get(self, account_id: str, member_id: str) -> Member | None:
         query = sa.select(members).where(
             members.c.account_id == account_id, members.c.id == member_id
@@ -86,7 +86,7 @@ class SqlMembers(SqlRepository):
         await self._uow.execute(statement, doing="save a member")
 
 
-class SqlSessions(SqlRepository):
+class SqlSessions(SqlRepository, Sessions):
     async def get(self, account_id: str, session_id: str) -> Session | None:
         query = sa.select(sessions).where(
             sessions.c.account_id == account_id, sessions.c.id == session_id
@@ -129,7 +129,7 @@ class SqlSessions(SqlRepository):
 _OPEN_ESCALATION = (handoffs.c.status == HandoffStatus.OPEN, handoffs.c.intent == Intent.ESCALATE)
 
 
-class SqlHandoffs(SqlRepository):
+class SqlHandoffs(SqlRepository, Handoffs):
     def _one(self, account_id: str, handoff_id: str) -> tuple[Any, Any]:
         return handoffs.c.account_id == account_id, handoffs.c.id == handoff_id
 
@@ -256,7 +256,6 @@ class SqlHandoffs(SqlRepository):
             "record a reminder",
         )
 
-
     async def tiers_due(self, now: datetime, limit: int) -> list[Handoff]:
         return await self._all(
             sa.select(handoffs)
@@ -316,7 +315,7 @@ class SqlWebhooks(SqlRepository, Webhooks):
         return result.first() is not None
 
 
-class SqlPolicies(SqlRepository):
+class SqlPolicies(SqlRepository, Policies):
     async def get(self, account_id: str) -> EscalationPolicy | None:
         query = sa.select(policies.c.policy).where(policies.c.account_id == account_id)
         raw = (await self._uow.execute(query)).scalar_one_or_none()

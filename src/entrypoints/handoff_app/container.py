@@ -25,6 +25,7 @@ from handoff_core.services.handoffs import HandoffService
 from handoff_core.services.members import MemberService
 from handoff_core.services.queries import Queries
 from handoff_core.services.streams import StreamService
+from handoff_core.services.webhooks import WebhookService
 
 log = logging.getLogger("handoff.app")
 
@@ -46,6 +47,7 @@ class Services:
     queries: Queries
     streams: StreamService
     delivery: DeliveryService
+    webhooks: WebhookService
     dispatch: BackgroundDispatch
     hub: LiveHub
     guard: StreamGuard
@@ -122,6 +124,16 @@ async def build_services(settings: Settings, *, clock: Clock | None = None) -> S
     mail, close_mail = _mail_sender(settings)
     if close_mail is not None:
         closers.append(close_mail)
+    from handoff_webhook import HttpWebhookSender, WebhookSettings
+
+    hooks = HttpWebhookSender(
+        WebhookSettings(
+            timeout_seconds=settings.webhook_timeout_seconds,
+            per_endpoint=settings.webhook_per_endpoint,
+            allow_private=settings.webhook_allow_private,
+        )
+    )
+    closers.append(hooks.close)
 
     container = punq.Container()
     container.register(Settings, instance=settings)
@@ -144,6 +156,7 @@ async def build_services(settings: Settings, *, clock: Clock | None = None) -> S
                 attempts=settings.retry_attempts,
             ),
         ),
+        webhooks=hooks,
     )
     dispatch = BackgroundDispatch(delivery, settings.dispatch_concurrency)
     announcer.attach(dispatch)
@@ -156,6 +169,7 @@ async def build_services(settings: Settings, *, clock: Clock | None = None) -> S
         MemberService, factory=lambda: MemberService(uow, the_clock, check_address=check_address)
     )
     container.register(Queries, factory=lambda: Queries(uow))
+    container.register(WebhookService, factory=lambda: WebhookService(uow, the_clock, hooks.guard))
     return Services(
         settings=settings,
         clock=the_clock,
@@ -165,6 +179,7 @@ async def build_services(settings: Settings, *, clock: Clock | None = None) -> S
         queries=container.resolve(Queries),
         streams=StreamService(uow, the_clock),
         delivery=delivery,
+        webhooks=container.resolve(WebhookService),
         dispatch=dispatch,
         hub=hub,
         guard=StreamGuard(hub, uow),

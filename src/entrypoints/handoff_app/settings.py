@@ -36,6 +36,16 @@ def _number(env: Mapping[str, str], name: str, kind: type[N], default: N, low: N
     return value
 
 
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    """A 0/1 setting (also false/true); absent or empty is off."""
+    raw = (env.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise SettingsError(f"{name}={raw!r} must be 0 or 1")
+
+
 def _database_url(raw: str) -> str:
     scheme = urlsplit(raw).scheme
     if scheme == "memory":
@@ -76,6 +86,9 @@ class Settings:
     body_limit_bytes: int = 512 * 1024
     heartbeat_seconds: float = 15.0
     dispatch_concurrency: int = 8
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: float = 10.0
+    webhook_per_endpoint: int = 4
 
     @property
     def is_postgres(self) -> bool:
@@ -135,4 +148,9 @@ class Settings:
             ),
             heartbeat_seconds=_number(env, "HANDOFF_HEARTBEAT_SECONDS", float, 15.0, 0.05, 3600),
             dispatch_concurrency=_number(env, "HANDOFF_DISPATCH_CONCURRENCY", int, 8, 1, 256),
+            webhook_allow_private=_flag(env, "HANDOFF_WEBHOOK_ALLOW_PRIVATE"),
+            webhook_timeout_seconds=_number(
+                env, "HANDOFF_WEBHOOK_TIMEOUT_SECONDS", float, 10.0, 0.05, 300
+            ),
+            webhook_per_endpoint=_number(env, "HANDOFF_WEBHOOK_PER_ENDPOINT", int, 4, 1, 64),
         )

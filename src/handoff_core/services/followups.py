@@ -116,7 +116,9 @@ class FollowUps:
                 ]
             )
             streamed = await append_stream(
-                uow, [escalation_created(reached, told, tier=tier)] if told else [], now,
+                uow,
+                [escalation_created(reached, told, tier=tier)] if told else [],
+                now,
                 self._make_id,
             )
             seq = streamed[0].seq if streamed else None
