@@ -122,9 +122,7 @@ class TierMachine(RuleBasedStateMachine):
         handoff_id, session_id = self.run(go())
         esc = ModelEscalation(policy=self.policy, raised_at=self.clock.now())
         roles = esc.policy.new_roles(1)
-        esc.pending = {
-            p for p, role in ROLES.items() if p != ESCALATOR and Role(role) in roles
-        }
+        esc.pending = {p for p, role in ROLES.items() if p != ESCALATOR and Role(role) in roles}
         esc.audience = set(esc.pending)
         self.model[handoff_id] = esc
         self.sessions[handoff_id] = session_id
