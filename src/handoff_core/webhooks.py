@@ -214,6 +214,8 @@ def slack_message(
     who = escalator.name if escalator is not None else str(data.get("escalated_by", "someone"))
     acted = actor.name if actor is not None else str(data.get("actor_id", "someone"))
     headline = _HEADLINES.get(str(body.get("type")), "{who}").format(who=who, actor=acted)
+    if data.get("tier"):
+        headline += f" (tier {data['tier']}: nobody has taken it yet)"
     link = claim_link(public_url, handoff_id)
     text = f"{headline}: {summary}"
     section = (

@@ -22,6 +22,7 @@ import httpx
 import uvicorn
 
 from handoff_app.container import build_services
+from handoff_app.demo_tiers import tiers_and_webhooks
 from handoff_app.http import mint_token
 from handoff_app.serve import server_app
 from handoff_app.settings import Settings
@@ -122,6 +123,8 @@ async def _demo(folder: Path) -> None:
         jwt_secret=secrets.token_hex(32),
         public_url=base,
         heartbeat_seconds=5.0,
+        worker_poll_seconds=0.2,
+        webhook_allow_private=True,  # the demo's webhook receiver listens on 127.0.0.1
     )
     _say(f"handoff demo in {folder}")
     _say(f"  database {folder / 'handoff.db'}, mail {folder / 'mail'}, API {base}")
@@ -229,6 +232,7 @@ async def _demo(folder: Path) -> None:
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
             await reader
+        await tiers_and_webhooks(http, auth, folder / "mail", _say, _check)
     _say("\nDemo finished: everything above went through the real HTTP API, SQLite and Maildir.")
 
 
