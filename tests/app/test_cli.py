@@ -20,7 +20,12 @@ def test_demo_exits_0_in_a_fresh_folder_and_leaves_its_mail(tmp_path: Path) -> N
     assert "already_claimed" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
     subjects = {m["Subject"] for m in mailbox.Maildir(str(folder / "mail"), create=False)}
-    assert subjects == {"Escalation: VPN won't connect after Win update"}
+    assert subjects == {
+        "Escalation: VPN won't connect after Win update",
+        "Escalation: Mailbox full for the whole sales team",  # the two-tier part (SPEC §14)
+    }
+    assert "escalation.claimed for" in done.stdout and "signature verified" in done.stdout
+    assert "tier 2 (owner, admin) told" in done.stdout
     assert (folder / "handoff.db").exists()
 
 
