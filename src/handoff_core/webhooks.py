@@ -250,3 +250,9 @@ class WebhookRequest:
     url: str
     secret: str
     body: JsonObject
+    account_id: str = ""
+
+    @property
+    def endpoint_key(self) -> str:
+        """Names the endpoint across accounts (its id is unique only within one)."""
+        return f"{self.account_id}\x00{self.endpoint_id}"

@@ -68,10 +68,10 @@ class HttpWebhookSender(WebhookSender):
             )
         return self._client
 
-    def _slot(self, endpoint_id: str) -> asyncio.Semaphore:
-        slot = self._slots.get(endpoint_id)
+    def _slot(self, endpoint: str) -> asyncio.Semaphore:
+        slot = self._slots.get(endpoint)
         if slot is None:
-            slot = self._slots[endpoint_id] = asyncio.Semaphore(self.settings.per_endpoint)
+            slot = self._slots[endpoint] = asyncio.Semaphore(self.settings.per_endpoint)
         return slot
 
     async def send(self, requests: Sequence[WebhookRequest]) -> Sequence[SendOutcome]:
@@ -91,7 +91,7 @@ class HttpWebhookSender(WebhookSender):
         return body.encode("utf-8"), headers
 
     async def _send(self, request: WebhookRequest) -> SendOutcome:
-        async with self._slot(request.endpoint_id):
+        async with self._slot(request.endpoint_key):
             try:
                 await self.guard.check(request.url)
             except ValidationError as exc:

@@ -223,6 +223,7 @@ class Sender:
             url=endpoint.url,
             secret=endpoint.secret,
             body=body,
+            account_id=d.account_id,
         )
 
     def _apply(self, sent: list[Delivery], outcomes: Sequence[SendOutcome]) -> None:
