@@ -28,6 +28,9 @@ JsonObject = dict[str, Any]
 
 
 class Role(StrEnum):
+    """A member's role in an account (SPEC §3). Seniors are owner, admin and engineer;
+    viewers only read."""
+
     OWNER = "owner"
     ADMIN = "admin"
     ENGINEER = "engineer"
@@ -39,6 +42,8 @@ MANAGER_ROLES = frozenset({Role.OWNER, Role.ADMIN})
 
 
 class SessionStatus(StrEnum):
+    """Where a session stands: active, paused (parked), escalated, or resolved (for good)."""
+
     ACTIVE = "active"
     PAUSED = "paused"
     ESCALATED = "escalated"
@@ -46,11 +51,15 @@ class SessionStatus(StrEnum):
 
 
 class Intent(StrEnum):
+    """What a handoff does: park (a private pause) or escalate (tell the seniors)."""
+
     PARK = "park"
     ESCALATE = "escalate"
 
 
 class HandoffStatus(StrEnum):
+    """A handoff's state: open, then claimed, resumed (a park) or withdrawn."""
+
     OPEN = "open"
     CLAIMED = "claimed"
     RESUMED = "resumed"
@@ -58,18 +67,26 @@ class HandoffStatus(StrEnum):
 
 
 class Channel(StrEnum):
+    """How a notice reaches its recipient."""
+
     EMAIL = "email"
     PUSH = "push"
     WEBHOOK = "webhook"
 
 
 class NoticeKind(StrEnum):
+    """Which notice a delivery carries: the escalation itself, or a reminder."""
+
     ESCALATION = "escalation"
     REMINDER = "reminder"
     CLOSURE = "closure"  # webhooks only: the escalation was claimed or withdrawn
 
 
 class DeliveryStatus(StrEnum):
+    """A delivery's record: pending (due or waiting to retry), sent, failed (refused for
+    good), dead (out of retries), cancelled (with the reason), unconfirmed (a push nobody
+    marked seen; an email followed)."""
+
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"
@@ -79,6 +96,8 @@ class DeliveryStatus(StrEnum):
 
 
 class EventType(StrEnum):
+    """The types of the audit timeline (SPEC §3)."""
+
     SESSION_CREATED = "session.created"
     SESSION_PARKED = "session.parked"
     SESSION_RESUMED = "session.resumed"
@@ -114,9 +133,18 @@ def check_text(field_name: str, value: object, *, max_len: int, required: bool =
 
 
 def check_id(field_name: str, value: object) -> str:
+    """The one id rule of the library, the CLI and the HTTP API: 1 to 128 characters, none of
+    them whitespace, a control character or `/`, and not `.` or `..`, so that every id can be
+    written as one segment of a URL path (`/members/{id}`) and reach its own resource."""
     text = check_text(field_name, value, max_len=ID_MAX, required=True)
     if text != text.strip() or any(ch.isspace() for ch in text):
         raise ValidationError(field_name, "must not contain whitespace")
+    if any(ch < " " or "\x7f" <= ch <= "\x9f" for ch in text):
+        raise ValidationError(field_name, "must not contain control characters")
+    if "/" in text:
+        raise ValidationError(field_name, "must not contain '/' (ids are URL path segments)")
+    if text in (".", ".."):
+        raise ValidationError(field_name, "must not be '.' or '..' (ids are URL path segments)")
     return text
 
 
@@ -168,12 +196,6 @@ def check_email(value: object) -> str:
     return text
 
 
-def check_aware(field_name: str, value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValidationError(field_name, "must be timezone-aware")
-    return value
-
-
 # --- members ------------------------------------------------------------------------------------
 
 
@@ -200,6 +222,9 @@ class Member:
         role: object,
         active: object = True,
     ) -> Member:
+        """A member from values as a host product sends them, each checked: ids (at most 128
+        characters, no whitespace, control characters or `/`), email, name (at most 200
+        characters), role. Raises ValidationError naming the field."""
         return cls(
             id=check_id("id", id),
             account_id=check_id("account_id", account_id),
@@ -216,24 +241,29 @@ class Member:
 
     @property
     def is_senior(self) -> bool:
+        """Owner, admin or engineer: may act and be told of escalations."""
         return self.role in SENIOR_ROLES
 
     @property
     def is_manager(self) -> bool:
+        """Owner or admin: may manage members and the policy."""
         return self.role in MANAGER_ROLES
 
     def require_can_act(self) -> None:
+        """Raise Forbidden unless the member is current and senior (viewers only read)."""
         if not self.is_current:
             raise Forbidden(f"member {self.id} is inactive or removed")
         if not self.is_senior:
             raise Forbidden(f"member {self.id} is a viewer and can only read")
 
     def require_manager(self) -> None:
+        """Raise Forbidden unless the member is a current admin or owner."""
         self.require_can_act()
         if not self.is_manager:
             raise Forbidden(f"only an admin or owner may do this; {self.id} is {self.role}")
 
     def soft_delete(self, now: datetime) -> None:
+        """Removed from `now` on: keeps its history, is never told or let in again."""
         if self.deleted_at is None:
             self.deleted_at = now
 
@@ -276,6 +306,8 @@ class Session:
     def start(
         cls, *, id: str, owner: Member, problem_summary: object, context: object, now: datetime
     ) -> Session:
+        """A new active session owned by and assigned to `owner` (a current senior). Raises
+        Forbidden, ValidationError naming the field (summary, context)."""
         owner.require_can_act()
         return cls(
             id=id,
@@ -308,6 +340,7 @@ class Session:
         problem_summary: object = None,
         context: object = None,
     ) -> None:
+        """Replace the summary and/or context (None keeps it); never of a resolved session."""
         self._require_worker(actor, "edit")
         if self.status is SessionStatus.RESOLVED:
             raise InvalidTransition("a resolved session cannot be edited")
@@ -334,6 +367,7 @@ class Session:
         }
 
     def park(self, actor: Member, *, handoff_id: str, notes: object, now: datetime) -> Handoff:
+        """Active → paused by `actor` (SPEC §4.1); the handoff it returns holds the snapshot."""
         self._require_worker(actor, "park")
         self._require_status(SessionStatus.ACTIVE, "park")
         handoff = Handoff.raise_for(
@@ -345,6 +379,7 @@ class Session:
         return handoff
 
     def resume(self, actor: Member, parked: Handoff, now: datetime) -> None:
+        """Paused → active (SPEC §4.2), closing the park as resumed."""
         actor.require_can_act()
         self._require_status(SessionStatus.PAUSED, "resume")
         if actor.id != parked.created_by and not actor.is_manager:
@@ -362,6 +397,8 @@ class Session:
         policy: EscalationPolicy,
         now: datetime,
     ) -> Handoff:
+        """Active → escalated by `actor` (SPEC §4.3): the handoff it returns holds the snapshot
+        and a copy of `policy`, and the session keeps its escalation package."""
         self._require_worker(actor, "escalate")
         self._require_status(SessionStatus.ACTIVE, "escalate")
         handoff = Handoff.raise_for(
@@ -399,6 +436,7 @@ class Session:
         self.updated_at = now
 
     def resolve(self, actor: Member, now: datetime) -> None:
+        """Active → resolved, for good (SPEC §4.6)."""
         self._require_worker(actor, "resolve")
         self._require_status(SessionStatus.ACTIVE, "resolve")
         self.status = SessionStatus.RESOLVED
@@ -581,6 +619,7 @@ class EscalationPolicy:
         return raised_at + timedelta(seconds=steps[tier - 1].after_seconds)
 
     def to_dict(self) -> JsonObject:
+        """The API's shape of the policy (roles in a stable order; `tiers` as in force)."""
         return {
             "roles": _ordered(self.roles),
             "email_online_too": self.email_online_too,
@@ -652,6 +691,8 @@ class Handoff:
         now: datetime,
         policy: EscalationPolicy | None = None,
     ) -> Handoff:
+        """An open handoff of `session` with its snapshot taken now; an escalation keeps a copy
+        of `policy` and its first reminder time. Raises ValidationError("engineer_notes")."""
         handoff = cls(
             id=id,
             account_id=session.account_id,
@@ -670,6 +711,7 @@ class Handoff:
 
     @property
     def is_open_escalation(self) -> bool:
+        """An escalation nobody has claimed or withdrawn yet."""
         return self.intent is Intent.ESCALATE and self.status is HandoffStatus.OPEN
 
     def check_claim(self, claimer: Member) -> None:
@@ -682,12 +724,14 @@ class Handoff:
         self.require_open("claim")
 
     def require_open(self, doing: str) -> None:
+        """Raise InvalidTransition unless the handoff is open."""
         if self.status is HandoffStatus.CLAIMED and self.claimed_by is not None:
             raise AlreadyClaimed(self.claimed_by)
         if self.status is not HandoffStatus.OPEN:
             raise InvalidTransition(f"cannot {doing} a handoff that is {self.status}")
 
     def check_withdraw(self, actor: Member) -> None:
+        """Raise unless `actor` may withdraw it now: Forbidden, InvalidTransition."""
         actor.require_can_act()
         if self.intent is not Intent.ESCALATE:
             raise InvalidTransition("only an escalation can be withdrawn; resume a park instead")
@@ -696,6 +740,7 @@ class Handoff:
         self.require_open("withdraw")
 
     def claim(self, claimer: Member, now: datetime) -> None:
+        """Open escalation → claimed by `claimer` (SPEC §4.4); raises as `check_claim`."""
         self.check_claim(claimer)
         self.status = HandoffStatus.CLAIMED
         self.claimed_by = claimer.id
@@ -705,6 +750,7 @@ class Handoff:
         self.next_tier_at = None
 
     def close(self, status: HandoffStatus, now: datetime) -> None:
+        """Open → `status` (resumed or withdrawn); raises InvalidTransition if closed."""
         self.require_open(f"close as {status}")
         self.status = status
         self.closed_at = now
@@ -752,6 +798,7 @@ class Delivery:
         self.leased_until = None
 
     def mark_sent(self, now: datetime) -> None:
+        """Accepted by the relay (or handed to a stream) at `now`; one attempt more."""
         self._attempted(DeliveryStatus.SENT, None)
         self.sent_at = now
 

@@ -13,6 +13,7 @@ from typing import Protocol, Self
 
 from attrs import frozen
 
+from handoff_core.links import LoginLink
 from handoff_core.model import (
     Delivery,
     EscalationPolicy,
@@ -246,32 +247,29 @@ class Policies(Protocol):
     async def put(self, account_id: str, policy: EscalationPolicy) -> None: ...
 
 
+class LoginLinks(Protocol):
+    """One-time sign-in links, kept by the SHA-256 of their code."""
+
+    async def add(self, link: LoginLink) -> None: ...
+
+    async def redeem(self, code_hash: str, at: datetime) -> LoginLink | None:
+        """One conditional write: mark the link used if it is unused and not expired at `at`.
+        The link as it was if this call redeemed it; None if it is unknown, used or expired."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """`async with uow:` rolls back unless `commit()` was called inside."""
 
-    @property
-    def members(self) -> Members: ...
-
-    @property
-    def sessions(self) -> Sessions: ...
-
-    @property
-    def handoffs(self) -> Handoffs: ...
-
-    @property
-    def deliveries(self) -> Deliveries: ...
-
-    @property
-    def timeline(self) -> Timeline: ...
-
-    @property
-    def policies(self) -> Policies: ...
-
-    @property
-    def stream(self) -> Stream: ...
-
-    @property
-    def webhooks(self) -> Webhooks: ...
+    members: Members
+    sessions: Sessions
+    handoffs: Handoffs
+    deliveries: Deliveries
+    timeline: Timeline
+    policies: Policies
+    stream: Stream
+    login_links: LoginLinks
+    webhooks: Webhooks
 
     async def __aenter__(self) -> Self: ...
 
@@ -328,8 +326,11 @@ class PushHub(Protocol):
 
 
 class Presence(Protocol):
-    async def online(self, account_id: str, member_ids: Collection[str]) -> frozenset[str]:
-        """Which of these members have at least one live stream now."""
+    async def online(
+        self, account_id: str, member_ids: Collection[str] | None = None
+    ) -> frozenset[str]:
+        """Which of these members (None: any member of the account) have at least one live
+        stream now."""
         ...
 
 

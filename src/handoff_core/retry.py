@@ -26,6 +26,7 @@ class RetrySchedule:
     uniform: Callable[[float, float], float] = field(default=random.uniform, eq=False, repr=False)
 
     def exhausted(self, attempts_made: int) -> bool:
+        """Whether `attempts_made` attempts are all there are (the delivery is then dead)."""
         return attempts_made >= self.attempts
 
     def delay(self, attempts_made: int) -> timedelta:

@@ -26,7 +26,7 @@ from handoff_core.model import (
     NoticeKind,
     check_id,
 )
-from handoff_core.notice import claim_link
+from handoff_core.notice import inbox_link
 from handoff_core.policy import IdFactory
 from handoff_core.stream import StreamEvent, StreamEventType
 
@@ -207,16 +207,18 @@ def slack_message(
     public_url: str,
 ) -> JsonObject:
     """A Slack incoming-webhook message for a webhook payload: `text` (the notification and
-    fallback) and `blocks` (a section with the summary, who escalated, and the claim link)."""
+    fallback) and `blocks` (a section with the summary, who escalated, and a link to claim it).
+
+    A channel has no single recipient, so the link is the escalation inbox (SPEC §12), where
+    whoever takes it signs in and claims; the emails carry each recipient's own claim link."""
     data = body.get("data") or {}
     summary = " ".join(str(data.get("problem_summary", "")).split()) or "(no summary)"
-    handoff_id = str(data.get("handoff_id", ""))
     who = escalator.name if escalator is not None else str(data.get("escalated_by", "someone"))
     acted = actor.name if actor is not None else str(data.get("actor_id", "someone"))
     headline = _HEADLINES.get(str(body.get("type")), "{who}").format(who=who, actor=acted)
     if data.get("tier"):
         headline += f" (tier {data['tier']}: nobody has taken it yet)"
-    link = claim_link(public_url, handoff_id)
+    link = inbox_link(public_url)
     text = f"{headline}: {summary}"
     section = (
         f"*{_mrkdwn(headline)}*\n*Problem:* {_mrkdwn(summary)}\n*Escalated by:* {_mrkdwn(who)}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mailbox
+import re
 from pathlib import Path
 
 import jwt
@@ -22,11 +23,57 @@ def test_demo_exits_0_in_a_fresh_folder_and_leaves_its_mail(tmp_path: Path) -> N
     subjects = {m["Subject"] for m in mailbox.Maildir(str(folder / "mail"), create=False)}
     assert subjects == {
         "Escalation: VPN won't connect after Win update",
+        "Escalation: Printer queue stuck on the 3rd floor",
         "Escalation: Mailbox full for the whole sales team",  # the two-tier part (SPEC §14)
     }
     assert "escalation.claimed for" in done.stdout and "signature verified" in done.stdout
     assert "tier 2 (owner, admin) told" in done.stdout
     assert (folder / "handoff.db").exists()
+    assert re.search(
+        r"the inbox, signed in as Ada \(one-time link\): http://127\.0\.0\.1:\d+/login/\S+",
+        done.stdout,
+    )
+    assert re.search(
+        r"the claim link of Ada's email: +http://127\.0\.0\.1:\d+/claim/\S+", done.stdout
+    )
+    assert f"The folder {folder.resolve()} is kept" in done.stdout
+    assert (folder / "handoff.env").stat().st_mode & 0o077 == 0  # it holds the secret
+
+
+def test_demo_says_its_temporary_folder_is_deleted_unless_kept(tmp_path: Path) -> None:
+    env = {"TMPDIR": str(tmp_path)}
+    gone = handoff("demo", cwd=tmp_path, env=env, timeout=120)
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert "is deleted when the demo ends" in gone.stdout and "--keep" in gone.stdout
+    assert list(tmp_path.glob("handoff-demo-*")) == []
+    kept = handoff("demo", "--keep", cwd=tmp_path, env=env, timeout=120)
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+    [folder] = tmp_path.glob("handoff-demo-*")
+    assert f"The folder {folder} is kept" in kept.stdout
+    assert (folder / "handoff.db").exists() and (folder / "handoff.env").exists()
+
+
+def test_login_link_prints_a_one_time_link_for_a_current_member_only(tmp_path: Path) -> None:
+    env = {
+        "HANDOFF_JWT_SECRET": SECRET,
+        "HANDOFF_PUBLIC_URL": "https://desk.example.com/",
+        "HANDOFF_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'h.db'}",
+    }
+    assert handoff("db", "upgrade", cwd=tmp_path, env=env).returncode == 0
+    added = add_member(
+        "acme", "eve", email="eve@acme.test", name="Eve", role="engineer", cwd=tmp_path, env=env
+    )
+    assert added.returncode == 0, added.stderr
+    done = handoff("login-link", "--account", "acme", "--member", "eve", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(r"https://desk\.example\.com/login/[\w-]{40,}\n", done.stdout)
+    unknown = handoff("login-link", "--account", "acme", "--member", "zed", cwd=tmp_path, env=env)
+    assert unknown.returncode == 1
+    assert unknown.stderr.count("\n") == 1 and "zed is not an active member" in unknown.stderr
+    bad_ttl = handoff(
+        "login-link", "--account", "acme", "--member", "eve", "--ttl", "0", cwd=tmp_path, env=env
+    )
+    assert bad_ttl.returncode == 2 and "--ttl" in bad_ttl.stderr
 
 
 def test_demo_refuses_a_folder_that_is_not_empty(tmp_path: Path) -> None:
@@ -81,16 +128,15 @@ def test_a_bad_setting_stops_the_start_with_one_line_naming_it(tmp_path: Path) -
 
 
 def test_token_mints_a_jwt_the_api_accepts(tmp_path: Path) -> None:
+    env = {
+        "HANDOFF_JWT_SECRET": SECRET,
+        "HANDOFF_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'h.db'}",
+    }
+    add_member(
+        "acme", "eve", email="eve@acme.test", name="Eve", role="engineer", cwd=tmp_path, env=env
+    )
     done = handoff(
-        "token",
-        "--account",
-        "acme",
-        "--member",
-        "eve",
-        "--ttl",
-        "60",
-        cwd=tmp_path,
-        env={"HANDOFF_JWT_SECRET": SECRET},
+        "token", "--account", "acme", "--member", "eve", "--ttl", "60", cwd=tmp_path, env=env
     )
     assert done.returncode == 0, done.stderr
     claims = jwt.decode(done.stdout.strip(), SECRET, algorithms=["HS256"])

@@ -79,6 +79,39 @@ def test_the_cap_may_not_be_below_the_base() -> None:
         Settings.from_env({"HANDOFF_RETRY_BASE_SECONDS": "100", "HANDOFF_RETRY_CAP_SECONDS": "10"})
 
 
+def test_cors_origins_claim_link_ttl_and_link_secret_are_read() -> None:
+    settings = Settings.from_env(
+        {
+            "HANDOFF_CORS_ORIGINS": " https://desk.example.com/ , http://127.0.0.1:3000,,",
+            "HANDOFF_CLAIM_LINK_TTL_SECONDS": "3600",
+            "HANDOFF_JWT_SECRET": "j" * 32,
+            "HANDOFF_LINK_SECRET": "l" * 32,
+        }
+    )
+    assert settings.cors_origins == ("https://desk.example.com", "http://127.0.0.1:3000")
+    assert settings.claim_link_ttl_seconds == 3600
+    assert settings.link_key == "l" * 32
+    assert Settings.from_env({"HANDOFF_JWT_SECRET": "j" * 32}).link_key == "j" * 32
+    assert Settings.from_env({}).cors_origins == ()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("HANDOFF_CORS_ORIGINS", "desk.example.com"),
+        ("HANDOFF_CORS_ORIGINS", "https://desk.example.com/app"),
+        ("HANDOFF_CORS_ORIGINS", "ftp://desk.example.com"),
+        ("HANDOFF_CLAIM_LINK_TTL_SECONDS", "10"),
+        ("HANDOFF_CLAIM_LINK_TTL_SECONDS", "soon"),
+        ("HANDOFF_LINK_SECRET", "short"),
+    ],
+)
+def test_a_bad_link_or_cors_setting_is_one_line_naming_it(name: str, value: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({name: value})
+    assert name in str(refused.value) and "\n" not in str(refused.value)
+
+
 def test_webhook_settings_are_read_and_private_targets_are_off_by_default() -> None:
     assert Settings.from_env({}).webhook_allow_private is False
     s = Settings.from_env(

@@ -36,10 +36,16 @@ def _config(app: ASGIApp) -> uvicorn.Config:
     )
 
 
+def bound_socket() -> socket.socket:
+    """A socket bound to a free port of 127.0.0.1, for a server whose URL must be known first."""
+    return _bound_socket()
+
+
 @contextlib.asynccontextmanager
-async def serving(app: ASGIApp) -> AsyncIterator[str]:
-    """Serve `app` from this event loop; yields the base URL and stops the server at exit."""
-    sock = _bound_socket()
+async def serving(app: ASGIApp, sock: socket.socket | None = None) -> AsyncIterator[str]:
+    """Serve `app` from this event loop (on `sock` if given); yields the base URL and stops the
+    server at exit."""
+    sock = sock or _bound_socket()
     server = uvicorn.Server(_config(app))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

@@ -216,6 +216,6 @@ async def test_a_query_token_opens_the_stream_and_never_reaches_the_access_log(
     assert event.json()["handoff_id"] == handoff_id
     stream_lines = [line for line in access_log if "/escalations/stream" in line]
     assert stream_lines, access_log
-    assert all("access_token=[redacted]" in line for line in stream_lines)
+    assert all("stream?[redacted]" in line for line in stream_lines)  # no query logged
     assert not any(secret_token in line for line in access_log)
     assert not any(secret_token.split(".")[2] in line for line in access_log)

@@ -9,7 +9,9 @@ from email.policy import default as default_policy
 
 import pytest
 
-from handoff_core.notice import Notice, NoticeBody
+from handoff_core.links import ClaimLinks
+from handoff_core.model import Channel, Delivery, NoticeKind
+from handoff_core.notice import Notice, NoticeBody, address
 from handoff_mail import build_message
 from handoff_mail.message import from_header, render, template
 
@@ -165,3 +167,53 @@ def test_a_missing_name_leaves_the_bare_address() -> None:
     message = parse(build_message(make(name="  "), FROM))
 
     assert message["To"] == "bob@acme.test"
+
+
+def _linked(recipient: str, links: ClaimLinks, body: NoticeBody) -> Notice:
+    delivery = Delivery(
+        id=f"d-{recipient}",
+        account_id="acme",
+        handoff_id="h1",
+        recipient_id=recipient,
+        address=f"{recipient}@acme.test",
+        channel=Channel.EMAIL,
+        kind=NoticeKind.ESCALATION,
+        created_at=datetime(2026, 1, 5, tzinfo=UTC),
+        next_attempt_at=datetime(2026, 1, 5, tzinfo=UTC),
+    )
+    return address(delivery, recipient.title(), body, links)
+
+
+@pytest.mark.parametrize("linesep", ["\r\n", "\n"])
+def test_a_shared_body_is_encoded_once_and_each_recipient_gets_only_their_own_link(
+    linesep: str,
+) -> None:
+    class Clock:
+        def now(self) -> datetime:
+            return datetime(2026, 1, 5, 9, tzinfo=UTC)
+
+    links = ClaimLinks("message-test-secret-of-32-bytes!!", "https://desk.example.com/é", Clock())
+    long_notes = "Ünïcode notes, long enough to wrap: " + "x" * 300
+    body = NoticeBody(
+        subject="Escalation: printer",
+        text=f"Intro.\n\nNotes:\n{long_notes}\n\nClaim it: [[claim-0001]]\n\nBye.\n",
+        html=f'<p>{long_notes}</p>\n<p><a href="[[claim-0001]]">Claim</a></p>\n<p>Bye.</p>',
+        link_slot="[[claim-0001]]",
+    )
+    shared = template(body, linesep)
+    assert shared.whole and len(shared.lines) == 2  # the slot lines alone are per recipient
+
+    for recipient in ("bob", "carol"):
+        notice = _linked(recipient, links, body)
+        assert notice.template is body and "[[claim-" not in notice.body.text
+        raw = render(notice, shared, sender_line=from_header(FROM), linesep=linesep)
+        whole = render(notice, template(notice.body, linesep), sender_line=from_header(FROM),
+                       linesep=linesep)  # fmt: skip
+        message, expected = parse(raw), parse(whole)
+        for kind in ("plain", "html"):
+            part = message.get_body((kind,))
+            assert part is not None
+            assert part.get_content() == expected.get_body((kind,)).get_content()  # type: ignore[union-attr]
+            assert notice.claim_url in part.get_content()
+        assert max(len(line) for line in raw.split(linesep.encode())) <= 998
+        assert links.read(notice.claim_url.rsplit("/", 1)[1]).member_id == recipient

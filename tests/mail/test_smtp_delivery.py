@@ -4,6 +4,7 @@ through the SMTP sender to a real aiosmtpd sink on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
@@ -21,6 +22,7 @@ from handoff_core import (
     MemberService,
     RetrySchedule,
 )
+from handoff_core.links import ClaimLinks
 from handoff_core.model import Delivery, TimelineEvent
 from handoff_mail import SmtpSender, SmtpSettings
 from handoff_memory import ManualClock, MemoryDatabase
@@ -46,8 +48,15 @@ class World:
             SmtpSettings.from_url(f"smtp://127.0.0.1:{port}{query}", "Handoff <handoff@acme.test>")
         )
         self.senders.append(sender)
-        settings = DeliverySettings(public_url="https://handoff.acme.test", retry=RETRY)
+        settings = DeliverySettings(
+            public_url="https://handoff.acme.test", retry=RETRY, claim_links=self.links()
+        )
         return DeliveryService(self.db, self.clock, sender, settings=settings)
+
+    def links(self) -> ClaimLinks:
+        return ClaimLinks(
+            "smtp-test-link-secret-of-32-bytes!", "https://handoff.acme.test", self.clock
+        )
 
     async def deliveries(self) -> list[Delivery]:
         async with self.db() as uow:
@@ -105,7 +114,16 @@ async def test_every_eligible_senior_gets_exactly_one_message_with_the_summary(
         plain = message.get_body(("plain",))
         assert plain is not None
         assert "Alice" in plain.get_content()
-        assert f"https://handoff.acme.test/handoffs/{world.handoff.id}" in plain.get_content()
+        # each recipient's own claim link, in both parts (quoted-printable undone)
+        html = message.get_body(("html",))
+        assert html is not None
+        [token] = re.findall(r"https://handoff\.acme\.test/claim/([\w.-]+)", plain.get_content())
+        assert f"https://handoff.acme.test/claim/{token}" in html.get_content()
+        ticket = world.links().read(token)
+        assert (ticket.handoff_id, f"{ticket.member_id}@acme.test") == (
+            world.handoff.id,
+            message["To"].split("<")[-1].rstrip(">"),
+        )
     assert sorted(m["Message-ID"] for m in sink.messages()) == sorted(
         d.message_id for d in deliveries
     )

@@ -138,7 +138,10 @@ class HandoffMachine(RuleBasedStateMachine):
             active=active,
             actor_id=actor,
         )
-        if self.attempt(action, self.model.expect_manage(account, actor)) is not None:
+        refusals = self.model.expect_manage(account, actor)
+        if not (active and role is Role.OWNER):
+            refusals |= self.model.expect_owner_kept(account, person, actor)
+        if self.attempt(action, refusals) is not None:
             self.model.members[(account, person)] = ModelMember(role, active)
 
     @rule(account=accounts, person=people, actor=people | st.none())
@@ -147,6 +150,7 @@ class HandoffMachine(RuleBasedStateMachine):
         member = self.model.member(account, person)
         if member is None or member.deleted:
             refusals.add(NotFound)
+        refusals |= self.model.expect_owner_kept(account, person, actor)
         self.attempt(self.members.remove(account, person, actor_id=actor), refusals)
         if not refusals:
             assert member is not None

@@ -12,6 +12,7 @@ from attrs import define, field
 
 from handoff_core import (
     AlreadyClaimed,
+    Conflict,
     Forbidden,
     HandoffError,
     HandoffStatus,
@@ -123,6 +124,15 @@ class World:
 
     def expect_manage(self, account: str, actor: str | None) -> Refusals:
         return set() if actor is None or self.manager(account, actor) else {Forbidden}
+
+    def expect_owner_kept(self, account: str, person: str, actor: str | None) -> Refusals:
+        """An actor's change that takes away the account's last current owner is a Conflict."""
+        owners = {
+            p
+            for (a, p), m in self.members.items()
+            if a == account and m.current and m.role is Role.OWNER
+        }
+        return {Conflict} if actor is not None and owners == {person} else set()
 
     def expect_worker(self, session_id: str, actor: str, wanted: SessionStatus) -> Refusals:
         """Park, escalate and resolve: the assignee or a manager, from one status."""

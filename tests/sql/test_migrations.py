@@ -30,6 +30,7 @@ TABLES = {
     "presence",
     "stream_heads",
     "stream_events",
+    "login_links",
 }
 
 
@@ -101,7 +102,9 @@ async def test_foreign_keys_are_indexed_and_keys_lead_with_the_account(empty_url
             ]
             assert any(cols[: len(columns)] == columns for cols in covered), (table.name, columns)
         keys = table.primary_key.columns.keys()
-        assert keys[0] == "account_id" or table.name in {"timeline", "presence"}, table.name
+        assert keys[0] == "account_id" or table.name in {"timeline", "presence", "login_links"}, (
+            table.name
+        )
 
 
 async def test_upgrading_twice_changes_nothing_and_downgrade_removes_it_all(

@@ -48,3 +48,13 @@ def add_member(
         "members", "add", "--account", account, "--id", member, "--email", email,
         "--name", name, "--role", role, cwd=cwd, env=env,
     )  # fmt: skip
+
+
+def one_line(done: subprocess.CompletedProcess[str], code: int) -> str:
+    """The single line an error leaves on stderr, once the exit code and the absence of any
+    traceback are checked."""
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
+    assert len(lines) == 1, done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    return lines[0]

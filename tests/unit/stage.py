@@ -27,6 +27,7 @@ from handoff_core import (
     StreamService,
     TimelineEvent,
 )
+from handoff_core.links import ClaimLinks
 from handoff_core.services.common import StreamAnnouncer
 from handoff_memory import (
     ManualClock,
@@ -83,6 +84,9 @@ class Observed:
     policies: tuple[EscalationPolicy, ...]
 
 
+LINK_SECRET = "unit-test-link-secret-of-32-bytes!!"
+
+
 @define
 class Stage:
     db: MemoryDatabase
@@ -95,6 +99,7 @@ class Stage:
     delivery: DeliveryService
     queries: Queries
     streams: StreamService
+    links: ClaimLinks
     tracked: list[tuple[str, str]] = field(factory=list)
 
     async def start(
@@ -177,7 +182,10 @@ def build_stage(
     def make_id() -> str:
         return f"id{next(ids):04d}"
 
-    settings = DeliverySettings(public_url=public_url, retry=retry or RetrySchedule())
+    links = ClaimLinks(LINK_SECRET, public_url, clock)
+    settings = DeliverySettings(
+        public_url=public_url, retry=retry or RetrySchedule(), claim_links=links
+    )
     announcer = StreamAnnouncer(hub)
     return Stage(
         db=db,
@@ -198,6 +206,7 @@ def build_stage(
         ),
         queries=Queries(db),
         streams=StreamService(db, clock),
+        links=links,
     )
 
 

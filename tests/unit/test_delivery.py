@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
+from datetime import timedelta
 
 from tests.unit.stage import (
     ACME,
@@ -112,7 +114,9 @@ async def test_escalation_still_works_when_presence_is_down() -> None:
     """Presence is a hint: if it cannot answer, everyone is reached by email."""
 
     class BrokenPresence:
-        async def online(self, account_id: str, member_ids: Collection[str]) -> frozenset[str]:
+        async def online(
+            self, account_id: str, member_ids: Collection[str] | None = None
+        ) -> frozenset[str]:
             raise ConnectionError("presence store unreachable")
 
     stage = build_stage()
@@ -130,7 +134,9 @@ async def test_no_fallback_email_for_an_escalation_withdrawn_during_the_push(sta
     _, handoff = await stage.escalated()
 
     class WithdrawnMeanwhile:
-        async def online(self, account_id: str, member_ids: Collection[str]) -> frozenset[str]:
+        async def online(
+            self, account_id: str, member_ids: Collection[str] | None = None
+        ) -> frozenset[str]:
             await stage.handoffs.withdraw(ACME, "alice", handoff.id)
             return frozenset()
 
@@ -177,6 +183,22 @@ async def test_reminders_go_out_after_remind_after_up_to_max_reminders(stage: St
         if e.type is EventType.ESCALATION_REMINDED
     ]
     assert rounds == [1, 2]
+
+
+async def test_a_reminder_carries_the_recipients_own_claim_link_good_for_a_fresh_ttl(
+    stage: Stage,
+) -> None:
+    _, handoff = await stage.escalated()
+    await stage.delivery.dispatch(ACME, handoff.id)
+    stage.clock.advance(600)
+    assert await stage.delivery.remind_due() == 1
+    await stage.delivery.dispatch(ACME, handoff.id)
+    first, reminder = stage.mail.sent[BOB][-2:]
+    assert reminder.body.subject.startswith("Reminder 1")
+    tokens = [re.findall(r"/claim/([\w.-]+)", n.body.text)[0] for n in (first, reminder)]
+    tickets = [stage.links.read(t) for t in tokens]
+    assert {(t.member_id, t.handoff_id) for t in tickets} == {("bob", handoff.id)}
+    assert tickets[1].expires_at - tickets[0].expires_at == timedelta(seconds=600)
 
 
 async def test_reminders_stop_at_claim(stage: Stage) -> None:
@@ -338,10 +360,13 @@ async def test_the_message_names_the_escalator_notes_summary_and_claim_link() ->
     await stage.delivery.dispatch(ACME, handoff.id)
 
     [notice] = stage.mail.sent[BOB]
-    link = f"https://help.example/app/handoffs/{handoff.id}"
+    [token] = re.findall(r"https://help\.example/app/claim/([\w.-]+)", notice.body.text)
+    assert f"https://help.example/app/claim/{token}" in notice.body.html
+    ticket = stage.links.read(token)
+    assert (ticket.account_id, ticket.member_id, ticket.handoff_id) == (ACME, "bob", handoff.id)
     assert notice.body.subject == f"Escalation: {SUMMARY}"
     for part in (notice.body.text, notice.body.html):
-        assert "Alice" in part and link in part
+        assert "Alice" in part and "[claim-link-" not in part
     assert "Tried <b>everything</b>" in notice.body.text
     assert "Tried &lt;b&gt;everything&lt;/b&gt;" in notice.body.html
     assert notice.to_name == "Bob"

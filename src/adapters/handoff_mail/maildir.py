@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from handoff_core.notice import Notice, NoticeBody
-from handoff_core.ports import SendOutcome
+from handoff_core.ports import MailSender, SendOutcome
 from handoff_mail.address import wire_address
 from handoff_mail.message import Template, date_header, from_header, render, template
 from handoff_mail.settings import DEFAULT_FROM, check_from
@@ -21,7 +21,7 @@ from handoff_mail.settings import DEFAULT_FROM, check_from
 LF = "\n"
 
 
-class MaildirSender:
+class MaildirSender(MailSender):
     """MailSender into a Maildir folder, created (with tmp/, new/, cur/) on the first send."""
 
     def __init__(self, path: str | os.PathLike[str], mail_from: str = DEFAULT_FROM) -> None:
@@ -30,6 +30,12 @@ class MaildirSender:
         self._sender_line = from_header(self.mail_from, LF)
 
     async def send(self, notices: Sequence[Notice]) -> list[SendOutcome]:
+        """Write each notice as one message file in new/; one outcome per notice, in order.
+
+        A notice that cannot be made into a message (an address no mail system takes) fails for
+        good; a folder that cannot be created or written (a full disk, no permission) fails the
+        notice for now, to be retried. Never raises for either: the outcome says it.
+        """
         if not notices:
             return []
         return await asyncio.to_thread(self._write, list(notices))
@@ -55,9 +61,9 @@ class MaildirSender:
         outcomes: list[SendOutcome] = []
         for notice in notices:
             try:
-                shared = templates.get(notice.body)
+                shared = templates.get(notice.template)
                 if shared is None:
-                    shared = templates[notice.body] = template(notice.body, LF)
+                    shared = templates[notice.template] = template(notice.template, LF)
                 # A Maildir is read by mail clients, which take UTF-8 headers (RFC 6532) as an
                 # SMTPUTF8 server would: an internationalised address is kept as it was given.
                 to = wire_address(notice.to_address, smtputf8=True)

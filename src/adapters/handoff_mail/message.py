@@ -9,7 +9,9 @@ ASCII, so a summary or name carrying CR/LF can never start a header of its own.
 
 from __future__ import annotations
 
+import html
 from datetime import UTC, datetime
+from email import quoprimime
 from email.charset import QP, Charset
 from email.generator import BytesGenerator
 from email.header import Header
@@ -85,10 +87,52 @@ def from_header(mail_from: str, linesep: str = CRLF) -> str:
 
 @frozen
 class Template:
-    """What every recipient of one notice body shares, already on the wire."""
+    """What every recipient of one notice body shares, already on the wire.
+
+    A body with a claim-link slot is kept as the encoded pieces `around` the lines that hold the
+    slot (`lines`: each line's text and whether it is HTML); a recipient costs only the encoding
+    of those few short lines with their own link. `whole` is False when the slot could not be
+    placed that way, and each recipient's body is then encoded in full.
+    """
 
     subject: bytes
     body: bytes
+    around: tuple[bytes, ...] = ()
+    lines: tuple[tuple[str, bool], ...] = ()
+    slot: str = ""
+    linesep: str = CRLF
+    whole: bool = True
+
+
+def _qp_line(line: str, linesep: str) -> bytes:
+    """One line of a part as the shared body encodes it: UTF-8, quoted-printable, soft breaks."""
+    latin = line.encode("utf-8").decode("latin-1")
+    return quoprimime.body_encode(latin, maxlinelen=76, eol=linesep).encode("ascii")
+
+
+def _split_at_slot(body: NoticeBody, encoded: bytes, linesep: str) -> Template | None:
+    """`encoded` cut around each line that holds the slot, or None if one cannot be found."""
+    slot = body.link_slot
+    assert slot is not None
+    around: list[bytes] = []
+    lines: list[tuple[str, bool]] = []
+    start = 0
+    for content, is_html in ((body.text, False), (body.html, True)):
+        for line in content.split("\n"):
+            if slot not in line:
+                continue
+            needle = linesep.encode("ascii") + _qp_line(line, linesep) + linesep.encode("ascii")
+            at = encoded.find(needle, start)
+            if at < 0 or linesep.encode("ascii") in needle[len(linesep) : -len(linesep)]:
+                return None  # wrapped or not where expected: encode per recipient instead
+            around.append(encoded[start : at + len(linesep)])
+            lines.append((line, is_html))
+            start = at + len(needle) - len(linesep)
+    around.append(encoded[start:])
+    return Template(
+        subject=b"", body=b"", around=tuple(around), lines=tuple(lines), slot=slot,
+        linesep=linesep,
+    )  # fmt: skip
 
 
 def template(body: NoticeBody, linesep: str = CRLF) -> Template:
@@ -102,7 +146,33 @@ def template(body: NoticeBody, linesep: str = CRLF) -> Template:
     buffer = BytesIO()
     BytesGenerator(buffer, policy=compat32.clone(linesep=linesep)).flatten(multipart)
     subject = encode_header("Subject", body.subject, linesep) + linesep
-    return Template(subject=subject.encode("ascii"), body=buffer.getvalue())
+    encoded = buffer.getvalue()
+    if body.link_slot is None:
+        return Template(subject=subject.encode("ascii"), body=encoded)
+    pieces = _split_at_slot(body, encoded, linesep)
+    if pieces is None:
+        return Template(subject=subject.encode("ascii"), body=b"", whole=False)
+    return Template(
+        subject=subject.encode("ascii"),
+        body=encoded,
+        around=pieces.around,
+        lines=pieces.lines,
+        slot=pieces.slot,
+        linesep=linesep,
+    )
+
+
+def _body_for(notice: Notice, shared: Template, linesep: str) -> bytes:
+    """The encoded body of one recipient's message: the shared one, its link filled in."""
+    if not shared.whole:
+        return template(notice.body, linesep).body
+    if not shared.lines:
+        return shared.body
+    out = [shared.around[0]]
+    for (line, is_html), after in zip(shared.lines, shared.around[1:], strict=True):
+        url = html.escape(notice.claim_url, quote=True) if is_html else notice.claim_url
+        out += [_qp_line(line.replace(shared.slot, url), shared.linesep), after]
+    return b"".join(out)
 
 
 def render(
@@ -136,7 +206,11 @@ def render(
         "Auto-Submitted: auto-generated",
     )
     head = linesep.join(lines) + linesep
-    return head.encode("utf-8" if utf8 else "ascii") + shared.subject + shared.body
+    return (
+        head.encode("utf-8" if utf8 else "ascii")
+        + shared.subject
+        + _body_for(notice, shared, linesep)
+    )
 
 
 def build_message(
@@ -155,7 +229,7 @@ def build_message(
     to_address = wire_address(notice.to_address, smtputf8=smtputf8)
     return render(
         notice,
-        template(notice.body, linesep),
+        template(notice.template, linesep),
         sender_line=from_header(mail_from, linesep),
         date=date,
         linesep=linesep,

@@ -30,7 +30,7 @@ from aiosmtplib import (
 from attrs import define, field
 
 from handoff_core.notice import Notice, NoticeBody
-from handoff_core.ports import SendOutcome
+from handoff_core.ports import MailSender, SendOutcome
 from handoff_mail.address import wire_address
 from handoff_mail.message import (
     Template,
@@ -74,7 +74,7 @@ class _Batch:
     connect_error: str | None = None
 
 
-class SmtpSender:
+class SmtpSender(MailSender):
     """MailSender over SMTP. Opens nothing until the first send; `close()` ends the pool."""
 
     def __init__(self, settings: SmtpSettings) -> None:
@@ -87,6 +87,14 @@ class SmtpSender:
         self._helo_name = settings.helo_name
 
     async def send(self, notices: Sequence[Notice]) -> list[SendOutcome]:
+        """Send the batch over up to `settings.pool_size` connections; one outcome per notice, in
+        order.
+
+        A 5xx reply fails its notice for good (`permanent=True`); a 4xx reply, a timeout
+        (`settings.timeout` seconds per step) or a refused or dropped connection fails it for now,
+        to be retried. When no connection can be had at all, every notice left says why. Never
+        raises for a failed send: the outcomes say it.
+        """
         if not notices:
             return []
         batch = _Batch(
@@ -238,9 +246,9 @@ class SmtpSender:
         smtputf8 = conn.supports_extension("smtputf8")
         try:
             to = wire_address(notice.to_address, smtputf8=smtputf8)
-            shared = batch.templates.get(notice.body)
+            shared = batch.templates.get(notice.template)
             if shared is None:
-                shared = batch.templates[notice.body] = template(notice.body)
+                shared = batch.templates[notice.template] = template(notice.template)
             utf8 = not to.isascii()
             message = render(
                 notice,

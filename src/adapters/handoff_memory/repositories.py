@@ -8,6 +8,7 @@ from datetime import datetime
 from attrs import evolve
 
 from handoff_core.errors import Conflict, IdempotencyConflict
+from handoff_core.links import LoginLink
 from handoff_core.model import (
     Channel,
     Delivery,
@@ -25,6 +26,7 @@ from handoff_core.model import (
 from handoff_core.ports import (
     Deliveries,
     Handoffs,
+    LoginLinks,
     Members,
     Policies,
     Sessions,
@@ -473,3 +475,20 @@ class MemoryWebhooks(Webhooks):
         self._j.put(self._s.webhooks, key, old)  # records the undo before the removal
         del self._s.webhooks[key]
         return True
+
+
+class MemoryLoginLinks(LoginLinks):
+    def __init__(self, store: MemoryStore, journal: Journal) -> None:
+        self._s, self._j = store, journal
+
+    async def add(self, link: LoginLink) -> None:
+        if link.code_hash in self._s.login_links:
+            raise Conflict("this sign-in link already exists")
+        self._j.put(self._s.login_links, link.code_hash, link)
+
+    async def redeem(self, code_hash: str, at: datetime) -> LoginLink | None:
+        link = self._s.login_links.get(code_hash)
+        if link is None or link.used_at is not None or link.expires_at <= at:
+            return None
+        self._j.put(self._s.login_links, code_hash, evolve(link, used_at=at))
+        return link

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from attrs import define, field
 
+from handoff_core.links import LoginLink
 from handoff_core.model import Delivery, EscalationPolicy, Handoff, Member, Session, TimelineEvent
 from handoff_core.stream import StreamEvent
 from handoff_core.webhooks import WebhookEndpoint
@@ -31,6 +32,7 @@ class MemoryStore:
     deliveries: dict[str, Delivery] = field(factory=dict)
     timeline: list[TimelineEvent] = field(factory=list)
     policies: dict[str, EscalationPolicy] = field(factory=dict)
+    login_links: dict[str, LoginLink] = field(factory=dict)
     next_event_id: int = 1
     stream: dict[str, list[StreamEvent]] = field(factory=dict)  # by account, in seq order
     stream_floor: dict[str, int] = field(factory=dict)  # by account: the highest seq pruned

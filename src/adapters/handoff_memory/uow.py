@@ -5,9 +5,11 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Self
 
+from handoff_core.ports import UnitOfWork
 from handoff_memory.repositories import (
     MemoryDeliveries,
     MemoryHandoffs,
+    MemoryLoginLinks,
     MemoryMembers,
     MemoryPolicies,
     MemorySessions,
@@ -18,7 +20,7 @@ from handoff_memory.repositories import (
 from handoff_memory.store import Journal, MemoryStore
 
 
-class MemoryUnitOfWork:
+class MemoryUnitOfWork(UnitOfWork):
     """Holds the store from `__aenter__` to `commit()` or the end of the block; anything not
     committed is rolled back. Not re-entrant: open one per use case, as with a database."""
 
@@ -34,6 +36,7 @@ class MemoryUnitOfWork:
         self.policies = MemoryPolicies(store, self._journal)
         self.stream = MemoryStream(store, self._journal)
         self.webhooks = MemoryWebhooks(store, self._journal)
+        self.login_links = MemoryLoginLinks(store, self._journal)
 
     async def __aenter__(self) -> Self:
         await self._store.lock.acquire()
@@ -49,10 +52,12 @@ class MemoryUnitOfWork:
         await self.rollback()
 
     async def commit(self) -> None:
+        """Keep every write made in this unit of work and let the next one in."""
         self._journal.forget()
         self._release()
 
     async def rollback(self) -> None:
+        """Undo every write not committed yet and let the next one in; harmless when repeated."""
         self._journal.roll_back()
         self._release()
 

@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Protocol
 
+from handoff_core.ports import Presence, PushHub
 from handoff_core.stream import StreamEvent
 
 QUEUE_LIMIT = 1000
@@ -25,9 +26,13 @@ FETCH_PAGE = 500
 class StreamSource(Protocol):
     """Where the relay reads the stream log (the database, through the app's unit of work)."""
 
-    async def head(self, account_id: str) -> int: ...
+    async def head(self, account_id: str) -> int:
+        """The highest seq the account's log holds; 0 for an account with no events."""
+        ...
 
-    async def after(self, account_id: str, after_seq: int, limit: int) -> list[StreamEvent]: ...
+    async def after(self, account_id: str, after_seq: int, limit: int) -> list[StreamEvent]:
+        """At most `limit` events with a seq above `after_seq`, oldest first, every audience."""
+        ...
 
 
 class Subscription:
@@ -47,6 +52,8 @@ class Subscription:
         self._wake = asyncio.Event()
 
     def offer(self, event: StreamEvent) -> None:
+        """Queue the event if this stream may see it (its account, its member in the audience);
+        never blocks: on a full queue the stream is marked `overflowed` instead."""
         if self.closed or event.account_id != self.account_id:
             return
         if not event.visible_to(self.member_id):
@@ -58,6 +65,7 @@ class Subscription:
         self.queue.put_nowait(event)
 
     def close(self) -> None:
+        """Mark the stream closed and wake its reader: `next` returns None from now on."""
         self.closed = True
         self._wake.set()
 
@@ -89,7 +97,7 @@ class Subscription:
         self.overflowed = False
 
 
-class InProcessHub:
+class InProcessHub(PushHub):
     """The relay of one process; every published or heard event goes through `deliver`.
 
     Subscriptions are indexed by account and by member, so an event addressed to a few members
@@ -108,6 +116,8 @@ class InProcessHub:
         await self.deliver(events)
 
     async def deliver(self, events: Sequence[StreamEvent]) -> None:
+        """Hand committed events (of any accounts) to this process's streams, each account's in
+        seq order and with no gap (a gap is read from the log first, given a `source`)."""
         by_account: dict[str, list[StreamEvent]] = defaultdict(list)
         for event in events:
             by_account[event.account_id].append(event)
@@ -197,6 +207,7 @@ class InProcessHub:
         return list(self._by_member)
 
     def accounts(self) -> list[str]:
+        """The accounts with at least one open stream in this process."""
         return list(self._subs)
 
     def close_member(self, account_id: str, member_id: str) -> int:
@@ -207,9 +218,11 @@ class InProcessHub:
         return len(subs)
 
     def subscribers(self, account_id: str) -> int:
+        """How many streams of the account are open in this process."""
         return len(self._subs.get(account_id, ()))
 
     async def close(self) -> None:
+        """Close every open stream (their readers see the end) and forget every account."""
         for subs in self._subs.values():
             for sub in subs:
                 sub.close()
@@ -222,7 +235,7 @@ def _seq(event: StreamEvent) -> int:
     return event.seq or 0
 
 
-class InProcessPresence:
+class InProcessPresence(Presence):
     """Who has a live stream open in this process."""
 
     def __init__(self) -> None:
@@ -230,15 +243,19 @@ class InProcessPresence:
         self._counts: dict[tuple[str, str], int] = defaultdict(int)
 
     async def enter(self, account_id: str, member_id: str, ttl_seconds: float = 0) -> str:
+        """A stream opened: the member is online until it is `leave`-d; returns its new id.
+        `ttl_seconds` is ignored (nothing outlives this process)."""
         stream_id = uuid.uuid4().hex
         self._streams[stream_id] = (account_id, member_id)
         self._counts[(account_id, member_id)] += 1
         return stream_id
 
     async def heartbeat(self, stream_id: str, ttl_seconds: float = 0) -> None:
+        """Nothing to renew in one process; here so either presence is driven alike."""
         return None
 
     async def leave(self, stream_id: str) -> None:
+        """A stream closed (an unknown id is ignored); at none left its member is offline."""
         key = self._streams.pop(stream_id, None)
         if key is None:
             return
@@ -246,5 +263,10 @@ class InProcessPresence:
         if self._counts[key] <= 0:
             del self._counts[key]
 
-    async def online(self, account_id: str, member_ids: Collection[str]) -> frozenset[str]:
+    async def online(
+        self, account_id: str, member_ids: Collection[str] | None = None
+    ) -> frozenset[str]:
+        """Which of these members (None: any of the account) have a stream open here."""
+        if member_ids is None:
+            return frozenset(m for a, m in self._counts if a == account_id)
         return frozenset(m for m in member_ids if (account_id, m) in self._counts)

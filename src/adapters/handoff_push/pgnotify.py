@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from handoff_core.ports import PushHub
 from handoff_core.stream import StreamEvent, StreamEventType
 from handoff_push.inprocess import InProcessHub, StreamSource, Subscription
 
@@ -70,7 +71,7 @@ def decode(payload: str) -> tuple[str, int, StreamEvent | None]:
     return account_id, seq, event
 
 
-class PgNotifyHub:
+class PgNotifyHub(PushHub):
     """A LiveHub whose events reach the streams of every process on the same database."""
 
     def __init__(
@@ -87,6 +88,12 @@ class PgNotifyHub:
         self._closed = False
 
     async def start(self) -> None:
+        """Connect the listener and start watching it: a dropped listener is reconnected every
+        `reconnect_seconds` until it is back (and the relay fills the gap from the log).
+
+        Raises:
+            OSError, asyncpg.PostgresError: the first connection failed (bad URL, server down).
+        """
         await self._listen()
         self._watch = asyncio.get_running_loop().create_task(self._keep_listening())
 
@@ -127,6 +134,13 @@ class PgNotifyHub:
                 log.warning("push listener still down", extra={"error": repr(exc)})
 
     async def publish(self, events: Sequence[StreamEvent]) -> None:
+        """NOTIFY every process (this one too) of committed events, in order, on one connection
+        kept for sending. An event too big for a notification goes as its account and seq only,
+        and each process reads it from the log.
+
+        Raises:
+            OSError, asyncpg.PostgresError: the server could not be reached, after one reconnect.
+        """
         import asyncpg
 
         payloads = [encode(e) for e in events]
@@ -142,25 +156,33 @@ class PgNotifyHub:
 
     @asynccontextmanager
     async def subscribe(self, account_id: str, member_id: str) -> AsyncIterator[Subscription]:
+        """A subscription to the account's events from now on that the member may see, from any
+        process (`InProcessHub.subscribe`); it ends with the `async with` block."""
         async with self._local.subscribe(account_id, member_id) as sub:
             yield sub
 
     async def catch_up(self, account_id: str) -> None:
+        """Read what the log holds past this process's cursor: a notification may be lost."""
         await self._local.catch_up(account_id)
 
     def listeners(self) -> list[tuple[str, str]]:
+        """(account_id, member_id) of every open stream of this process, once each."""
         return self._local.listeners()
 
     def accounts(self) -> list[str]:
+        """The accounts with at least one open stream in this process."""
         return self._local.accounts()
 
     def close_member(self, account_id: str, member_id: str) -> int:
+        """End every stream of this member in this process; how many."""
         return self._local.close_member(account_id, member_id)
 
     def subscribers(self, account_id: str) -> int:
+        """How many streams of the account are open in this process."""
         return self._local.subscribers(account_id)
 
     async def close(self) -> None:
+        """Stop listening, close both connections and every stream of this process."""
         self._closed = True
         if self._watch is not None:
             self._watch.cancel()

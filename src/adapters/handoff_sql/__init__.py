@@ -13,10 +13,12 @@ the URL (`?pool_size=20&max_overflow=10`) or keyword arguments.
 
 from handoff_sql.database import DEFAULT_URL, BadDatabaseUrl, DatabaseUrl, SqlDatabase
 from handoff_sql.migrate import (
+    SchemaNotCurrent,
     current,
     downgrade,
     ensure_schema,
     head,
+    require_current_schema,
     schema_differences,
     upgrade,
     upgrade_blocking,
@@ -28,6 +30,7 @@ __all__ = [
     "DEFAULT_URL",
     "BadDatabaseUrl",
     "DatabaseUrl",
+    "SchemaNotCurrent",
     "SqlDatabase",
     "SqlPresence",
     "SqlUnitOfWork",
@@ -35,6 +38,7 @@ __all__ = [
     "downgrade",
     "ensure_schema",
     "head",
+    "require_current_schema",
     "schema_differences",
     "upgrade",
     "upgrade_blocking",

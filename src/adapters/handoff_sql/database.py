@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
 from sqlalchemy import event
+from sqlalchemy import inspect as inspect_schema
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from handoff_core.errors import StorageUnavailable
 from handoff_core.ports import Clock
@@ -95,10 +97,12 @@ class DatabaseUrl:
 
     @property
     def dialect(self) -> str:
+        """The database kind: `"sqlite"` or `"postgresql"`."""
         return self.url.get_backend_name()
 
     @property
     def is_sqlite(self) -> bool:
+        """True for SQLite, whose writers queue on one lock (see the module's notes)."""
         return self.dialect == "sqlite"
 
     def show(self) -> str:
@@ -107,6 +111,15 @@ class DatabaseUrl:
 
     @classmethod
     def parse(cls, raw: str | URL) -> DatabaseUrl:
+        """Split a database URL into the driver's URL and the options this adapter takes.
+
+        `sqlite://` and `postgres(ql)://` get their async drivers (aiosqlite, asyncpg).
+
+        Raises:
+            BadDatabaseUrl: not a URL, a scheme other than SQLite or PostgreSQL, an option given
+                twice or not a (non-negative) number or flag, an option asyncpg does not know,
+                PostgreSQL without asyncpg installed, or an in-memory SQLite database.
+        """
         try:
             url = make_url(raw)
         except ArgumentError:
@@ -171,11 +184,19 @@ def _single(name: str, value: str | tuple[str, ...]) -> str:
 
 
 POSTGRES_POOL_DEFAULTS = {"pool_size": 15, "max_overflow": 5}
+# What only a pool that keeps connections takes; NullPool (migrations, one-off checks) refuses them.
+_SIZING = ("pool_size", "max_overflow", "pool_timeout")
 
 
 def build_engine(target: DatabaseUrl, **options: Any) -> AsyncEngine:
-    """An engine for `target`; `options` (pool sizes and the like) win over the URL's."""
+    """An engine for `target`; `options` (pool sizes and the like) win over the URL's.
+
+    With `poolclass=NullPool` the URL's sizing options are left out: they size a pool that keeps
+    connections, and the URL an operator wrote for the server serves the one-off commands too.
+    """
     settings = {**target.pool, **options}
+    if options.get("poolclass") is NullPool:
+        settings = {k: v for k, v in settings.items() if k not in _SIZING}
     if not target.is_sqlite:
         # Keep the connections a burst needs: SQLAlchemy's default (5 kept, 10 more opened and
         # closed again on return) made every burst of claims open ~10 new backends.
@@ -229,10 +250,12 @@ class SqlDatabase:
 
     @property
     def dialect(self) -> str:
+        """The database kind: `"sqlite"` or `"postgresql"`."""
         return self.target.dialect
 
     @property
     def engine(self) -> AsyncEngine:
+        """The SQLAlchemy async engine, made on first use (and again after `close`)."""
         if self._engine is None:
             self._engine = build_engine(self.target, **self._options)
         return self._engine
@@ -242,6 +265,7 @@ class SqlDatabase:
         _ = self.engine
 
     async def close(self) -> None:
+        """Close every pooled connection. Harmless when repeated; a later use starts anew."""
         if self._engine is not None:
             engine, self._engine = self._engine, None
             await engine.dispose()
@@ -276,6 +300,28 @@ class SqlDatabase:
         except Exception:
             return False
 
+    async def revision(self) -> str | None:
+        """The Alembic revision the database is at; None when it was never migrated.
+
+        Raises StorageUnavailable when the database cannot be reached.
+        """
+        from sqlalchemy import text
+
+        from handoff_sql.uow import translated
+
+        with translated(self.target.show(), "read the schema revision"):
+            async with self.engine.connect() as conn:
+                reader = await conn.execution_options(**{BEGIN_MODE: "DEFERRED"})
+                has_table = await reader.run_sync(
+                    lambda sync: inspect_schema(sync).has_table("alembic_version")
+                )
+                if not has_table:
+                    return None
+                row = (
+                    await reader.execute(text("SELECT version_num FROM alembic_version"))
+                ).first()
+        return None if row is None else str(row[0])
+
     async def hold_writer(self) -> bool:
         """On SQLite, wait for this process's turn to write; False on PostgreSQL (no need)."""
         if not self.target.is_sqlite:
@@ -305,5 +351,6 @@ class SqlDatabase:
             )
 
     def release_writer(self) -> None:
+        """End this process's turn to write that `hold_writer` gave; harmless if none is held."""
         if self._writer is not None and self._writer.locked():
             self._writer.release()

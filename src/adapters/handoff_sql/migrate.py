@@ -8,6 +8,7 @@ database without an alembic.ini or a source checkout.
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import NullPool
 
-from handoff_sql.database import DEFAULT_URL, DatabaseUrl, build_engine
+from handoff_core.errors import StorageUnavailable
+from handoff_sql.database import DEFAULT_URL, DatabaseUrl, SqlDatabase, build_engine
 from handoff_sql.tables import metadata
 from handoff_sql.uow import translated
 
@@ -37,12 +39,56 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+@functools.cache
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config())
+
+
 def head() -> str:
     """The newest revision this package knows."""
-    revision = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    revision = _scripts().get_current_head()
     if revision is None:
         raise RuntimeError("no migrations found in the handoff_sql package")
     return revision
+
+
+class SchemaNotCurrent(StorageUnavailable):
+    """The database's schema is missing or at another revision than this package's head; the
+    message is one line that says what to run."""
+
+    code = "schema_not_current"
+
+
+def schema_problem(where: str, revision: str | None) -> SchemaNotCurrent | None:
+    """None when `revision` is this package's head; otherwise the refusal that explains it."""
+    wanted = head()
+    if revision == wanted:
+        return None
+    if revision is None:
+        state = "has no handoff schema"
+        advice = "run `handoff db upgrade` first"
+    elif _known(revision):
+        state = f"has schema revision {revision}, this release needs {wanted}"
+        advice = "run `handoff db upgrade` first"
+    else:
+        state = f"has schema revision {revision}, which this release does not know"
+        advice = "a newer release migrated it: upgrade handoff instead"
+    return SchemaNotCurrent(f"the database {where} {state}; {advice}")
+
+
+def _known(revision: str) -> bool:
+    try:
+        return _scripts().get_revision(revision) is not None
+    except Exception:  # alembic raises its own errors for an unknown or ambiguous id
+        return False
+
+
+async def require_current_schema(database: SqlDatabase) -> None:
+    """Raise SchemaNotCurrent unless the database is at this package's head; StorageUnavailable
+    when it cannot be reached."""
+    problem = schema_problem(database.target.show(), await database.revision())
+    if problem is not None:
+        raise problem
 
 
 async def _with_connection(url: str | URL, doing: str, work: Any) -> Any:
@@ -61,15 +107,34 @@ async def _with_connection(url: str | URL, doing: str, work: Any) -> Any:
 
 
 async def upgrade(url: str | URL = DEFAULT_URL, revision: str = "head") -> None:
-    """Bring the database's schema up to `revision`, in one transaction."""
+    """Bring the database's schema up to `revision`, in one transaction.
+
+    Raises SchemaNotCurrent when the database is at a revision this package does not know (a
+    newer release migrated it), StorageUnavailable when it cannot be reached.
+    """
+    where = DatabaseUrl.parse(url).show()
 
     def run(connection: Connection) -> None:
+        found = MigrationContext.configure(connection).get_current_revision()
+        if found is not None and not _known(found):
+            problem = schema_problem(where, found)
+            assert problem is not None
+            raise problem
         command.upgrade(alembic_config(connection), revision)
 
     await _with_connection(url, "upgrade the schema", run)
 
 
 async def downgrade(url: str | URL, revision: str) -> None:
+    """Take the database's schema back to `revision` (`"base"` drops it all), in one
+    transaction. For tests of the migrations and for rolling back a release; data in what is
+    dropped is lost.
+
+    Raises:
+        BadDatabaseUrl: the URL cannot be used.
+        StorageUnavailable: the database cannot be reached.
+    """
+
     def run(connection: Connection) -> None:
         command.downgrade(alembic_config(connection), revision)
 

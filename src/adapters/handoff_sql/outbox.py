@@ -22,6 +22,7 @@ from handoff_core.model import (
     NoticeKind,
     TimelineEvent,
 )
+from handoff_core.ports import Deliveries, Stream, Timeline
 from handoff_core.stream import StreamEvent
 from handoff_sql import rows
 from handoff_sql.repositories import SqlRepository, upsert_insert
@@ -31,7 +32,7 @@ CANCELLED_REASON = "the escalation was closed"
 OUTCOME_COLUMNS = ("status", "attempts", "last_error", "sent_at", "next_attempt_at", "confirm_by")
 
 
-class SqlDeliveries(SqlRepository):
+class SqlDeliveries(SqlRepository, Deliveries):
     async def add_many(self, batch: Sequence[Delivery]) -> None:
         """One executemany of one INSERT: the driver sends the rows together."""
         if not batch:
@@ -234,7 +235,7 @@ class SqlDeliveries(SqlRepository):
         return int(result.rowcount)
 
 
-class SqlTimeline(SqlRepository):
+class SqlTimeline(SqlRepository, Timeline):
     async def add(self, event: TimelineEvent) -> TimelineEvent:
         statement = sa.insert(timeline).values(rows.event_values(event)).returning(timeline.c.id)
         new_id = (await self._uow.execute(statement, doing="add a timeline event")).scalar_one()
@@ -289,7 +290,7 @@ class SqlTimeline(SqlRepository):
         )
 
 
-class SqlStream(SqlRepository):
+class SqlStream(SqlRepository, Stream):
     """The stream log. `append` bumps the account's head row with one upsert, which holds that
     row until the transaction ends: on PostgreSQL a second writer of the same account waits for
     the first to commit (or roll back) before it is numbered, so ids follow commit order; SQLite

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from handoff_core.ports import Clock
+from handoff_core.ports import Clock, Presence
 from handoff_sql.database import BEGIN_MODE
 from handoff_sql.repositories import upsert_insert
 from handoff_sql.tables import presence
@@ -37,7 +37,7 @@ def _positive(ttl_seconds: float) -> timedelta:
     return timedelta(seconds=ttl_seconds)
 
 
-class SqlPresence:
+class SqlPresence(Presence):
     """The core's Presence port, plus the stream lifecycle the push endpoint drives.
 
     Each call is its own short transaction, never part of a unit of work: `online` is asked in
@@ -79,6 +79,11 @@ class SqlPresence:
             await self._put(stream_id, account_id, member_id, ttl_seconds)
 
     async def leave(self, stream_id: str) -> None:
+        """A stream closed: forget it at once (its member is offline if it was their last).
+
+        Raises:
+            StorageUnavailable: the database cannot be reached.
+        """
         self._mine.pop(stream_id, None)
         await self._write(
             sa.delete(presence).where(presence.c.stream_id == stream_id), "forget a live stream"
@@ -104,25 +109,32 @@ class SqlPresence:
         statement = sa.delete(presence).where(presence.c.expires_at <= self._clock.now())
         return await self._write(statement, "purge lapsed streams")
 
-    async def online(self, account_id: str, member_ids: Collection[str]) -> frozenset[str]:
-        wanted = sorted(set(member_ids))
-        if not wanted:
+    async def online(
+        self, account_id: str, member_ids: Collection[str] | None = None
+    ) -> frozenset[str]:
+        """Which of these members (None: any of the account) have a live stream on any
+        process; one read, in chunks for long lists.
+
+        Raises:
+            StorageUnavailable: the database cannot be reached.
+        """
+        wanted = None if member_ids is None else sorted(set(member_ids))
+        if wanted == []:
             return frozenset()
         now = self._clock.now()
         found: set[str] = set()
+        live = [presence.c.account_id == account_id, presence.c.expires_at > now]
+        chunks = (
+            [None]
+            if wanted is None
+            else [wanted[start : start + _CHUNK] for start in range(0, len(wanted), _CHUNK)]
+        )
         with translated(self._where, "look up live streams"):
             async with self._db.engine.connect() as conn:
                 reader = await conn.execution_options(**{BEGIN_MODE: "DEFERRED"})
-                for start in range(0, len(wanted), _CHUNK):
-                    query = (
-                        sa.select(presence.c.member_id)
-                        .distinct()
-                        .where(
-                            presence.c.account_id == account_id,
-                            presence.c.member_id.in_(wanted[start : start + _CHUNK]),
-                            presence.c.expires_at > now,
-                        )
-                    )
+                for chunk in chunks:
+                    which = [] if chunk is None else [presence.c.member_id.in_(chunk)]
+                    query = sa.select(presence.c.member_id).distinct().where(*live, *which)
                     found.update((await reader.execute(query)).scalars())
                 await reader.rollback()
         return frozenset(found)

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from handoff_core.errors import Conflict, IdempotencyConflict
+from handoff_core.links import LoginLink
 from handoff_core.model import (
     EscalationPolicy,
     Handoff,
@@ -23,10 +24,10 @@ from handoff_core.model import (
     Role,
     Session,
 )
-from handoff_core.ports import Handoffs, Members, Policies, Sessions, Webhooks
+from handoff_core.ports import Handoffs, LoginLinks, Members, Policies, Sessions, Webhooks
 from handoff_core.webhooks import WebhookEndpoint
 from handoff_sql import rows
-from handoff_sql.tables import handoffs, members, policies, sessions, webhooks
+from handoff_sql.tables import handoffs, login_links, members, policies, sessions, webhooks
 
 if TYPE_CHECKING:
     from handoff_sql.uow import SqlUnitOfWork
@@ -329,3 +330,43 @@ class SqlPolicies(SqlRepository, Policies):
             index_elements=[policies.c.account_id], set_={"policy": statement.excluded.policy}
         )
         await self._uow.execute(statement, doing="save the escalation policy")
+
+
+class SqlLoginLinks(SqlRepository, LoginLinks):
+    async def add(self, link: LoginLink) -> None:
+        statement = sa.insert(login_links).values(
+            code_hash=link.code_hash,
+            account_id=link.account_id,
+            member_id=link.member_id,
+            created_at=link.created_at,
+            expires_at=link.expires_at,
+            used_at=link.used_at,
+        )
+        await self._uow.execute(statement, doing="save a sign-in link")
+
+    async def redeem(self, code_hash: str, at: datetime) -> LoginLink | None:
+        statement = (
+            sa.update(login_links)
+            .where(
+                login_links.c.code_hash == code_hash,
+                login_links.c.used_at.is_(None),
+                login_links.c.expires_at > at,
+            )
+            .values(used_at=at)
+            .returning(
+                login_links.c.account_id,
+                login_links.c.member_id,
+                login_links.c.created_at,
+                login_links.c.expires_at,
+            )
+        )
+        row = (await self._uow.execute(statement, doing="redeem a sign-in link")).first()
+        if row is None:
+            return None
+        return LoginLink(
+            code_hash=code_hash,
+            account_id=row.account_id,
+            member_id=row.member_id,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+        )

@@ -3,7 +3,8 @@
 Every key and index leads with `account_id`, so one account's rows sit together and a query
 that forgets the account cannot use an index by accident. The exceptions are the worker's
 cross-account queues (due deliveries, due reminders, leases), the timeline's identity key and
-presence streams, each indexed for the query that reads it.
+presence streams and sign-in links (found by their code alone), each indexed for the query that
+reads it.
 """
 
 from __future__ import annotations
@@ -270,9 +271,23 @@ webhooks = sa.Table(
     sa.PrimaryKeyConstraint("account_id", "id"),
 )
 
+login_links = sa.Table(
+    "login_links",
+    metadata,
+    sa.Column("code_hash", Text, nullable=False),
+    sa.Column("account_id", Id, nullable=False),
+    sa.Column("member_id", Id, nullable=False),
+    sa.Column("created_at", When, nullable=False),
+    sa.Column("expires_at", When, nullable=False),
+    sa.Column("used_at", When, nullable=True),
+    sa.PrimaryKeyConstraint("code_hash"),
+    sa.Index(None, "expires_at"),
+)
+
 # Children before parents: the order in which to empty the tables.
 ALL_TABLES = (
     webhooks,
+    login_links,
     stream_events,
     stream_heads,
     presence,

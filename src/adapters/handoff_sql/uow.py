@@ -16,9 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 
 from handoff_core.errors import Conflict, StorageUnavailable
+from handoff_core.ports import UnitOfWork
 from handoff_sql.outbox import SqlDeliveries, SqlStream, SqlTimeline
 from handoff_sql.repositories import (
     SqlHandoffs,
+    SqlLoginLinks,
     SqlMembers,
     SqlPolicies,
     SqlSessions,
@@ -41,11 +43,18 @@ def _reason(exc: BaseException) -> str:
     return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
 
 
+# PostgreSQL SQLSTATE classes that mean "could not get a usable connection": connection exception,
+# bad credentials, no such database, server shutting down or starting, too many connections.
+_UNREACHABLE_STATES = ("08", "28", "3D000", "57P", "53300")
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """Failures of reaching or keeping the database, as opposed to mistakes in what was asked."""
     if isinstance(exc, sa_exc.DBAPIError):
-        return exc.connection_invalidated or isinstance(
-            exc, sa_exc.OperationalError | sa_exc.InterfaceError
+        return (
+            exc.connection_invalidated
+            or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
+            or str(getattr(exc.orig, "sqlstate", "") or "").startswith(_UNREACHABLE_STATES)
         )
     return isinstance(exc, OSError | TimeoutError | sa_exc.TimeoutError)
 
@@ -73,7 +82,7 @@ def translated(where: str, doing: str) -> Iterator[None]:
         ) from exc
 
 
-class SqlUnitOfWork:
+class SqlUnitOfWork(UnitOfWork):
     """`async with uow:` opens a connection and a transaction; leaving the block without
     `commit()` rolls it back, so nothing half-done is ever seen by anyone else."""
 
@@ -90,9 +99,11 @@ class SqlUnitOfWork:
         self.policies = SqlPolicies(self)
         self.stream = SqlStream(self)
         self.webhooks = SqlWebhooks(self)
+        self.login_links = SqlLoginLinks(self)
 
     @property
     def dialect(self) -> str:
+        """The database kind: `"sqlite"` or `"postgresql"`."""
         return self._db.dialect
 
     async def __aenter__(self) -> Self:
@@ -144,6 +155,14 @@ class SqlUnitOfWork:
             return await conn.execute(statement, params)
 
     async def commit(self) -> None:
+        """Make every write of this unit of work visible to others, all at once.
+
+        Raises:
+            RuntimeError: called outside `async with uow:`.
+            Conflict: the database refused a write (a uniqueness or foreign key rule).
+            StorageUnavailable: the database was lost; the transaction committed whole or not
+                at all.
+        """
         conn = self._connection()
         try:
             with translated(self._where, "commit"):

@@ -7,18 +7,41 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from handoff_app.settings import Settings, SettingsError
 from handoff_core.errors import HandoffError
 
 Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
+log = logging.getLogger("handoff.serve")
+
+
+class CommandError(Exception):
+    """A command could not do what was asked; the message is the one line to print (exit 1)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's errors as one line, like every other error of the command (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _port(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number (1 to 65535)")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="handoff",
         description="Hand off AI-assisted troubleshooting sessions: park, escalate, claim.",
         epilog="Settings come from HANDOFF_* environment variables; see the README.",
@@ -27,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the HTTP API (and the delivery worker)")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=_port, default=8000)
     serve.add_argument("--workers", type=int, default=1, help="server processes (PostgreSQL)")
     serve.add_argument("--no-worker", action="store_true", help="do not run the delivery worker")
 
@@ -58,16 +81,41 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--member", required=True)
     token.add_argument("--ttl", type=float, default=3600.0, help="seconds (default 3600)")
 
+    login = sub.add_parser("login-link", help="print a one-time sign-in link to the inbox page")
+    login.add_argument("--account", required=True)
+    login.add_argument("--member", required=True)
+    login.add_argument("--ttl", type=float, default=900.0, help="seconds (default 900)")
+
     demo = sub.add_parser("demo", help="the whole product in one run, on SQLite and Maildir")
-    demo.add_argument("--dir", help="work in this folder (default: a new temporary one)")
+    demo.add_argument(
+        "--dir", help="work in this folder, and keep it (default: a new temporary one)"
+    )
+    demo.add_argument(
+        "--keep", action="store_true", help="keep the folder, to serve it again afterwards"
+    )
     return parser
 
 
-async def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before anything starts: a port in use is one line, not a
+    start-up run for nothing and then uvicorn's complaint."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)  # `--workers N` hands it to the server processes
+    return sock
 
-    from handoff_app.serve import RUN_WORKER_ENV, server_app
 
+def _check_serve(args: argparse.Namespace, settings: Settings) -> None:
     if args.workers < 1:
         raise SettingsError("--workers must be at least 1")
     if args.workers > 1 and not settings.is_postgres:
@@ -75,20 +123,57 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
             "--workers N needs PostgreSQL (HANDOFF_DATABASE_URL): with SQLite, live push and "
             "presence live in one process"
         )
-    if args.workers > 1:
-        os.environ[RUN_WORKER_ENV] = "0" if args.no_worker else "1"
-        config = uvicorn.Config(
-            "handoff_app.serve:app_from_env",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
+    if not settings.jwt_secret:
+        raise SettingsError("HANDOFF_JWT_SECRET is not set; the HTTP API needs it to check tokens")
+
+
+async def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    """One process: the services are opened before the server listens, so a store that cannot
+    be used stops the start with one line and the server never answers 500 for it."""
+    import uvicorn
+
+    from handoff_app.container import build_services
+    from handoff_app.serve import server_app
+
+    _check_serve(args, settings)
+    with _listen(args.host, args.port) as sock:
+        services = await build_services(settings)
+        app = server_app(
+            settings, run_worker=not args.no_worker, services=services, close_services=True
         )
-        await asyncio.to_thread(uvicorn.Server(config).run)  # the supervisor forks the workers
-        return 0
-    app = server_app(settings, run_worker=not args.no_worker)
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port))
-    await server.serve()
+        server = uvicorn.Server(uvicorn.Config(app, timeout_graceful_shutdown=5))
+        host, port = sock.getsockname()[:2]
+        log.info("handoff serving on http://%s:%d (Ctrl-C stops it)", host, port)
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            if not server.started:  # the lifespan that closes them never ran
+                await services.close()
+    return 0
+
+
+def _serve_many(args: argparse.Namespace, settings: Settings) -> int:
+    """`--workers N`: check the store once here, bind, then let uvicorn's supervisor run N server
+    processes on the one socket; each opens its own services (`serve.app_from_env`)."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from handoff_app.serve import RUN_WORKER_ENV, check_store
+
+    _check_serve(args, settings)
+    asyncio.run(check_store(settings))
+    sock = _listen(args.host, args.port)
+    os.environ[RUN_WORKER_ENV] = "0" if args.no_worker else "1"
+    config = uvicorn.Config(
+        "handoff_app.serve:app_from_env",
+        factory=True,
+        workers=args.workers,
+        timeout_graceful_shutdown=5,
+    )
+    host, port = sock.getsockname()[:2]
+    log.info("handoff serving on http://%s:%d with %d processes", host, port, args.workers)
+    with sock:
+        Multiprocess(config, sockets=[sock]).run()
     return 0
 
 
@@ -155,19 +240,55 @@ async def _members(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _token(args: argparse.Namespace, settings: Settings) -> int:
+    from handoff_app.container import build_services
     from handoff_app.http import mint_token
 
-    if args.ttl <= 0:
-        raise SettingsError("--ttl must be a positive number of seconds")
+    if args.ttl <= 0 or args.ttl != args.ttl or args.ttl > TOKEN_TTL_MAX:
+        raise SettingsError(f"--ttl must be a positive number of seconds, at most {TOKEN_TTL_MAX}")
+    if not settings.jwt_secret:
+        raise SettingsError("HANDOFF_JWT_SECRET is not set; a token is signed with it")
+    services = await build_services(settings)
+    try:
+        member = await services.members.get(args.account, args.member)
+    finally:
+        await services.close()
+    if member is None or not member.is_current:
+        state = "unknown" if member is None else "inactive or removed"
+        raise CommandError(
+            f"member {args.member} of account {args.account} is {state}: no token for them "
+            "(add them with `handoff members add`)"
+        )
     print(mint_token(settings, args.account, args.member, args.ttl))
+    return 0
+
+
+async def _login_link(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import timedelta
+
+    from handoff_app.container import build_services
+    from handoff_app.http.pages import login_link
+    from handoff_core.services.signin import SignInService
+
+    if not 0 < args.ttl <= 7 * 86400:
+        raise SettingsError("--ttl must be more than 0 and at most 604800 seconds (7 days)")
+    services = await build_services(settings)
+    try:
+        code = await SignInService(services.uow, services.clock).issue(
+            args.account, args.member, timedelta(seconds=args.ttl)
+        )
+    finally:
+        await services.close()
+    print(login_link(settings.public_url, code))
     return 0
 
 
 async def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from handoff_app.demo import run_demo
 
-    return await run_demo(args.dir)
+    return await run_demo(args.dir, keep=args.keep)
 
+
+TOKEN_TTL_MAX = 366 * 86400
 
 COMMANDS: dict[str, Command] = {
     "serve": _serve,
@@ -175,6 +296,7 @@ COMMANDS: dict[str, Command] = {
     "db": _db,
     "members": _members,
     "token": _token,
+    "login-link": _login_link,
     "demo": _demo,
 }
 
@@ -204,19 +326,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         settings = Settings.from_env() if args.command != "demo" else Settings()
+        if args.command == "serve" and args.workers > 1:
+            return _serve_many(args, settings)
         with asyncio.Runner(loop_factory=_loop_factory(args.command)) as runner:
             return runner.run(COMMANDS[args.command](args, settings))
     except SettingsError as exc:
-        print(f"handoff: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc), 2)
     except HandoffError as exc:
-        print(f"handoff: {exc.detail}", file=sys.stderr)
-        return 1
+        return _fail(exc.detail, 1)
+    except CommandError as exc:
+        return _fail(str(exc), 1)
     except KeyboardInterrupt:
         return 130
     except OSError as exc:
-        print(f"handoff: {exc}", file=sys.stderr)
-        return 1
+        return _fail(str(exc), 1)
+    except Exception as exc:  # a bug: still one line (the traceback goes to the debug log)
+        logging.getLogger("handoff").debug("unexpected error", exc_info=True)
+        return _fail(f"unexpected error ({type(exc).__name__}): {exc}", 1)
+
+
+def _fail(message: str, code: int) -> int:
+    """Every error of the command is this one line on stderr."""
+    line = " ".join(message.split())
+    print(f"handoff: {line}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import punq
 from attrs import define
@@ -17,7 +17,11 @@ from handoff_app.live import (
     ServiceAnnouncer,
     StreamGuard,
 )
+from handoff_app.metrics import HeartbeatDelivery
 from handoff_app.settings import Settings
+from handoff_core.errors import HandoffError
+from handoff_core.figures import StoreFigures
+from handoff_core.links import ClaimLinks
 from handoff_core.ports import Clock, MailSender, UnitOfWorkFactory
 from handoff_core.retry import RetrySchedule
 from handoff_core.services.delivery import DeliveryService, DeliverySettings
@@ -52,10 +56,14 @@ class Services:
     hub: LiveHub
     guard: StreamGuard
     presence: LivePresence
+    claim_links: ClaimLinks | None
     ready: Callable[[], Awaitable[bool]]
     closers: list[Callable[[], Awaitable[None]]]
+    figures: Callable[[], Awaitable[StoreFigures]]
 
     async def close(self) -> None:
+        """Stop the stream guard and background sends, then close what was opened, newest
+        first; an error closing one is logged and the rest still close."""
         await self.guard.close()
         await self.dispatch.drain()
         for close in reversed(self.closers):
@@ -89,14 +97,27 @@ async def _store(
             return True
 
         return MemoryDatabase(), None, always, []
-    from handoff_sql import SqlDatabase, ensure_schema
+    from handoff_sql import SqlDatabase, ensure_schema, head, require_current_schema
 
     db = SqlDatabase(settings.database_url)
     if db.target.is_sqlite:
         await ensure_schema(settings.database_url)  # an embedded database makes itself
     await db.start()
+    try:
+        await require_current_schema(db)  # PostgreSQL is upgraded by `handoff db upgrade` only
+    except BaseException:
+        await db.close()
+        raise
+
+    async def ready() -> bool:
+        """The database answers and its schema is this package's."""
+        try:
+            return await db.revision() == head()
+        except HandoffError:
+            return False
+
     presence = db.presence() if settings.push_mode == "pg" else None
-    return db, presence, db.ping, [db.close]
+    return db, presence, ready, [db.close]
 
 
 async def _hub(settings: Settings, uow: UnitOfWorkFactory) -> LiveHub:
@@ -110,6 +131,14 @@ async def _hub(settings: Settings, uow: UnitOfWorkFactory) -> LiveHub:
         await hub.start()
         return hub
     return InProcessHub(source)
+
+
+def claim_links_of(settings: Settings, clock: Clock) -> ClaimLinks | None:
+    """The claim links of every email, when there is a secret to sign them with."""
+    if not settings.link_key:
+        return None
+    ttl = timedelta(seconds=settings.claim_link_ttl_seconds)
+    return ClaimLinks(settings.link_key, settings.public_url, clock, ttl)
 
 
 async def build_services(settings: Settings, *, clock: Clock | None = None) -> Services:
@@ -139,8 +168,9 @@ async def build_services(settings: Settings, *, clock: Clock | None = None) -> S
     container.register(Settings, instance=settings)
     container.register(Clock, instance=clock or SystemClock())
     the_clock = container.resolve(Clock)
+    claim_links = claim_links_of(settings, the_clock)
     announcer = ServiceAnnouncer(hub, None)
-    delivery = DeliveryService(
+    delivery = HeartbeatDelivery(
         uow,
         the_clock,
         mail,
@@ -150,6 +180,7 @@ async def build_services(settings: Settings, *, clock: Clock | None = None) -> S
             public_url=settings.public_url,
             lease_seconds=settings.worker_lease_seconds,
             batch_size=settings.worker_batch,
+            claim_links=claim_links,
             retry=RetrySchedule(
                 base_seconds=settings.retry_base_seconds,
                 cap_seconds=settings.retry_cap_seconds,
@@ -184,6 +215,27 @@ async def build_services(settings: Settings, *, clock: Clock | None = None) -> S
         hub=hub,
         guard=StreamGuard(hub, uow),
         presence=presence,
+        claim_links=claim_links,
         ready=ready,
         closers=closers,
+        figures=_figures(settings, uow, the_clock),
     )
+
+
+def _figures(
+    settings: Settings, uow: UnitOfWorkFactory, clock: Clock
+) -> Callable[[], Awaitable[StoreFigures]]:
+    """The store's reading for /metrics, from whichever store `uow` is."""
+    from handoff_memory import MemoryDatabase
+
+    if isinstance(uow, MemoryDatabase):
+        from handoff_memory.figures import store_figures as memory_figures
+
+        memory = uow
+        return lambda: memory_figures(memory)
+    from handoff_sql import SqlDatabase
+    from handoff_sql.figures import store_figures as sql_figures
+
+    assert isinstance(uow, SqlDatabase)
+    database, kept = uow, settings.push_mode == "pg"
+    return lambda: sql_figures(database, clock.now(), presence_kept=kept)

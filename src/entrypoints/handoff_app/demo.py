@@ -2,7 +2,9 @@
 
 It serves the real HTTP API with uvicorn on 127.0.0.1, connects one senior's live stream, escalates
 a session, shows the push that arrived and the emails in the Maildir, claims it (and shows a second
-claimer losing), then prints the timeline and the analytics.
+claimer losing), then prints the timeline and the analytics. Last, it leaves a second escalation
+open and prints a sign-in link to the inbox page and one email's claim link; with `--keep` (or
+`--dir`) the folder stays, with the settings to serve it again so those links open.
 """
 
 from __future__ import annotations
@@ -11,10 +13,14 @@ import asyncio
 import contextlib
 import json
 import mailbox
+import os
+import re
 import secrets
+import shlex
 import socket
 import tempfile
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +30,10 @@ import uvicorn
 from handoff_app.container import build_services
 from handoff_app.demo_tiers import tiers_and_webhooks
 from handoff_app.http import mint_token
+from handoff_app.http.pages import login_link
 from handoff_app.serve import server_app
 from handoff_app.settings import Settings
+from handoff_core.services.signin import SignInService
 
 ACCOUNT = "acme-it"
 TEAM = [  # id, name, role
@@ -113,7 +121,43 @@ async def _wait_for_mail(maildir: Path, count: int) -> list[mailbox.MaildirMessa
     raise DemoFailed(f"expected {count} emails in {maildir}")
 
 
-async def _demo(folder: Path) -> None:
+async def _wait_for_email_to(maildir: Path, to: str, subject: str) -> mailbox.MaildirMessage:
+    for _ in range(int(WAIT_SECONDS * 20)):
+        for message in _mail_in(maildir):
+            if to in str(message["To"]) and subject in str(message["Subject"]):
+                return message
+        await asyncio.sleep(0.05)
+    raise DemoFailed(f"no email to {to} about {subject!r} in {maildir}")
+
+
+def _claim_link_in(message: mailbox.MaildirMessage, base: str) -> str:
+    for part in message.walk():
+        if part.get_content_type() == "text/plain":
+            payload = part.get_payload(decode=True)
+            text = payload.decode("utf-8") if isinstance(payload, bytes) else ""
+            found = re.search(re.escape(base) + r"/claim/\S+", text)
+            if found:
+                return found.group(0)
+    raise DemoFailed("the email carries no claim link")
+
+
+def _write_env(folder: Path, settings: Settings, port: int) -> Path:
+    """The settings the demo ran with, to serve its folder again (the file is private)."""
+    values = {
+        "HANDOFF_DATABASE_URL": settings.database_url,
+        "HANDOFF_MAILDIR": settings.maildir,
+        "HANDOFF_MAIL_FROM": settings.mail_from,
+        "HANDOFF_JWT_SECRET": settings.jwt_secret or "",
+        "HANDOFF_PUBLIC_URL": settings.public_url,
+    }
+    path = folder / "handoff.env"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as env:
+        env.writelines(f"{k}={shlex.quote(v)}\n" for k, v in values.items())
+    return path
+
+
+async def _demo(folder: Path, kept: bool = False) -> None:
     sock = _free_socket()
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
     settings = Settings(
@@ -232,7 +276,58 @@ async def _demo(folder: Path) -> None:
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
             await reader
+
+        _say("\n9. Raj escalates another session and leaves it open, for you to see in a browser")
+        second = _check(
+            await http.post(
+                "/api/v1/ai-sessions",
+                headers=auth("raj"),
+                json={
+                    "problem_summary": "Printer queue stuck on the 3rd floor",
+                    "context": {
+                        "messages": [
+                            {"role": "user", "content": "Jobs sit in the queue forever"},
+                            {"role": "assistant", "content": "Restarted the spooler: no change"},
+                        ]
+                    },
+                },
+            ),
+            201,
+        )
+        _check(
+            await http.post(
+                f"/api/v1/ai-sessions/{second['id']}/handoff",
+                headers=auth("raj"),
+                json={"intent": "escalate", "engineer_notes": "Driver or spooler? Need eyes."},
+            ),
+            201,
+        )
+        claim_url = _claim_link_in(
+            await _wait_for_email_to(folder / "mail", "ada@", "Printer"), base
+        )
+        page = await http.get(claim_url.removeprefix(base))
+        _say(f"   Ada's email links to her own claim page: GET it answers {page.status_code}")
+        _say("   (opening it claims nothing; its Claim button does)")
         await tiers_and_webhooks(http, auth, folder / "mail", _say, _check)
+
+    services = await build_services(settings)
+    try:
+        code = await SignInService(services.uow, services.clock).issue(
+            ACCOUNT, "ada", timedelta(hours=1)
+        )
+    finally:
+        await services.close()
+    _say("\n12. In a browser")
+    _say(f"   the inbox, signed in as Ada (one-time link): {login_link(base, code)}")
+    _say(f"   the claim link of Ada's email:                {claim_url}")
+    port = base.rsplit(":", 1)[1]
+    if kept:
+        env = _write_env(folder, settings, int(port))
+        _say(f"   The folder {folder} is kept. Serve it again to open these links:")
+        _say(f"     set -a; . {shlex.quote(str(env))}; set +a; handoff serve --port {port}")
+    else:
+        _say(f"   The folder {folder} is deleted when the demo ends, and these links with it;")
+        _say("   run `handoff demo --keep` to keep it and serve it again.")
     _say("\nDemo finished: everything above went through the real HTTP API, SQLite and Maildir.")
 
 
@@ -243,14 +338,18 @@ def _fresh(folder: str) -> Path | None:
     return None if any(path.iterdir()) else path
 
 
-async def run_demo(folder: str | None = None) -> int:
-    if folder is not None:
-        path = _fresh(folder)
+async def run_demo(folder: str | None = None, keep: bool = False) -> int:
+    """Run the demo in `folder` (kept) or a temporary one (deleted at the end unless `keep`)."""
+    if folder is not None or keep:
+        if folder is None:
+            path: Path | None = Path(tempfile.mkdtemp(prefix="handoff-demo-"))
+        else:
+            path = _fresh(folder)
         if path is None:
             print(f"handoff: demo folder {folder} is not empty; give a new or empty one")
             return 2
         try:
-            await _demo(path)
+            await _demo(path, kept=True)
         except (DemoFailed, TimeoutError) as exc:
             print(f"handoff: demo failed: {exc or 'timed out'}")
             return 1

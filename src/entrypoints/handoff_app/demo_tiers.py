@@ -97,7 +97,7 @@ async def tiers_and_webhooks(
     """Register a webhook, set a two-tier policy, escalate, watch the second tier come, claim."""
     receiver = Receiver(say)
     async with receiver.serving() as url:
-        say("\n9. The owner registers a webhook (PUT /api/v1/webhooks/desk) for the team's desk")
+        say("\n10. The owner registers a webhook (PUT /api/v1/webhooks/desk) for the team's desk")
         hook = check(
             await http.put(
                 "/api/v1/webhooks/desk",
@@ -113,7 +113,7 @@ async def tiers_and_webhooks(
             {"roles": ["engineer"], "after_seconds": 0},
             {"roles": ["admin", "owner"], "after_seconds": TIER_SECONDS},
         ]
-        say(f"\n10. A two-tier policy: engineers at once, admins and owners after {TIER_SECONDS} s")
+        say(f"\n11. A two-tier policy: engineers at once, admins and owners after {TIER_SECONDS} s")
         check(
             await http.put(
                 "/api/v1/escalation-policy", headers=auth("olivia"), json={"tiers": tiers}

@@ -54,7 +54,9 @@ class LivePresence(Protocol):
 
     async def leave(self, stream_id: str) -> None: ...
 
-    async def online(self, account_id: str, member_ids: Collection[str]) -> frozenset[str]: ...
+    async def online(
+        self, account_id: str, member_ids: Collection[str] | None = None
+    ) -> frozenset[str]: ...
 
 
 class LogSource:

@@ -38,18 +38,30 @@ async def delivery_worker(services: Services) -> AsyncIterator[asyncio.Task[None
         await task
 
 
-def server_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
-    """The API with a lifespan that opens the services and, if asked, runs the worker in-process."""
-    app = create_app(settings)
+def server_app(
+    settings: Settings,
+    *,
+    run_worker: bool = True,
+    services: Services | None = None,
+    close_services: bool = False,
+) -> FastAPI:
+    """The API with a lifespan that opens the services (or takes the given ones) and, if asked,
+    runs the worker in-process. Given services are closed at shutdown only if `close_services`:
+    then the server's own shutdown closes them, before it reports a stopping signal."""
+    app = create_app(settings, services)
 
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
-        async with handoff_lifespan(api) as services:
-            if run_worker:
-                async with delivery_worker(services):
+        try:
+            async with handoff_lifespan(api) as opened:
+                if run_worker:
+                    async with delivery_worker(opened):
+                        yield
+                else:
                     yield
-            else:
-                yield
+        finally:
+            if services is not None and close_services:
+                await services.close()
 
     app.router.lifespan_context = lifespan
     return app
@@ -59,3 +71,17 @@ def app_from_env() -> FastAPI:
     """For `uvicorn --factory` in each of `serve --workers N`: every process reads the settings
     once, at its own start."""
     return server_app(Settings.from_env(), run_worker=os.environ.get(RUN_WORKER_ENV, "1") == "1")
+
+
+async def check_store(settings: Settings) -> None:
+    """What `build_services` would refuse at a server's start, found once before any starts:
+    a URL it cannot use, a database it cannot reach, a schema that is not this release's.
+    An empty SQLite database is given its schema here, as every server start would."""
+    if settings.is_memory:
+        return
+    from handoff_sql import SqlDatabase, ensure_schema, require_current_schema
+
+    if not settings.is_postgres:
+        await ensure_schema(settings.database_url)
+    async with SqlDatabase(settings.database_url) as db:
+        await require_current_schema(db)

@@ -32,7 +32,7 @@ def _number(env: Mapping[str, str], name: str, kind: type[N], default: N, low: N
         what = "a whole number" if kind is int else "a number"
         raise SettingsError(f"{name}={raw!r} is not {what}") from None
     if not low <= value <= high:
-        raise SettingsError(f"{name}={raw!r} must be between {low:g} and {high:g}")
+        raise SettingsError(f"{name}={raw!r} must be between {low} and {high}")
     return value
 
 
@@ -51,14 +51,53 @@ def _database_url(raw: str) -> str:
     if scheme == "memory":
         return raw
     if scheme in ("sqlite", "sqlite+aiosqlite"):
-        return raw.replace("sqlite://", "sqlite+aiosqlite://", 1) if scheme == "sqlite" else raw
+        url = raw.replace("sqlite://", "sqlite+aiosqlite://", 1) if scheme == "sqlite" else raw
+        return _usable(url)
     if scheme in ("postgresql", "postgres", "postgresql+asyncpg"):
         rest = raw.split("://", 1)[1]
-        return f"postgresql+asyncpg://{rest}"
+        return _usable(f"postgresql+asyncpg://{rest}")
     raise SettingsError(
         f"HANDOFF_DATABASE_URL has scheme {scheme!r}; use sqlite+aiosqlite://, "
         "postgresql+asyncpg:// or memory://"
     )
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    """`HANDOFF_CORS_ORIGINS`: comma-separated `scheme://host[:port]` origins, or `*`."""
+    found: list[str] = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        parts = urlsplit(item)
+        if item != "*" and (
+            parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/")
+        ):
+            raise SettingsError(
+                f"HANDOFF_CORS_ORIGINS item {item!r} must be an origin like https://desk.example.com"
+            )
+        found.append(item.rstrip("/"))
+    return tuple(found)
+
+
+def _usable(url: str) -> str:
+    """The URL, once the SQL adapter agrees it can use it (options, driver installed)."""
+    from handoff_sql import BadDatabaseUrl, DatabaseUrl
+
+    try:
+        DatabaseUrl.parse(url)
+    except BadDatabaseUrl as exc:
+        raise SettingsError(f"HANDOFF_DATABASE_URL: {exc}") from None
+    return url
+
+
+def _usable_smtp(url: str, mail_from: str) -> None:
+    """Refuse now, in one line, what the mail adapter would refuse when the services open."""
+    from handoff_mail import SmtpSettings
+
+    try:
+        SmtpSettings.from_url(url, mail_from=mail_from)
+    except ValueError as exc:
+        raise SettingsError(f"HANDOFF_SMTP_URL: {exc}") from None
 
 
 def _public_url(raw: str) -> str:
@@ -70,6 +109,9 @@ def _public_url(raw: str) -> str:
 
 @frozen
 class Settings:
+    """Every setting of the service (the `HANDOFF_*` variables of the README), read once at
+    start by `from_env`; tests and host applications may build one directly."""
+
     database_url: str = DEFAULT_DATABASE_URL
     smtp_url: str | None = None
     maildir: str = DEFAULT_MAILDIR
@@ -89,13 +131,24 @@ class Settings:
     webhook_allow_private: bool = False
     webhook_timeout_seconds: float = 10.0
     webhook_per_endpoint: int = 4
+    link_secret: str | None = None  # claim links' key; None: derived from jwt_secret
+    claim_link_ttl_seconds: float = 86400.0
+    cors_origins: tuple[str, ...] = ()
+    metrics: bool = True
+
+    @property
+    def link_key(self) -> str | None:
+        """The secret claim links are signed with (a key is derived from it for that alone)."""
+        return self.link_secret or self.jwt_secret
 
     @property
     def is_postgres(self) -> bool:
+        """The store is PostgreSQL (the one that allows several processes)."""
         return self.database_url.startswith("postgresql")
 
     @property
     def is_memory(self) -> bool:
+        """The store is in memory (`memory://`): nothing is kept."""
         return self.database_url.startswith("memory:")
 
     @property
@@ -107,6 +160,8 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings from `env` (default: the process environment). Raises SettingsError, a
+        one-line message naming the variable, for any value that cannot be used."""
         env = os.environ if env is None else env
         push = env.get("HANDOFF_PUSH", "auto") or "auto"
         if push not in ("auto", "inprocess", "pg"):
@@ -120,6 +175,8 @@ class Settings:
         mail_from = env.get("HANDOFF_MAIL_FROM") or DEFAULT_MAIL_FROM
         if "@" not in mail_from:
             raise SettingsError(f"HANDOFF_MAIL_FROM={mail_from!r} is not an email address")
+        if smtp_url is not None:
+            _usable_smtp(smtp_url, mail_from)
         secret = env.get("HANDOFF_JWT_SECRET") or None
         if secret is not None and len(secret.encode("utf-8")) < 32:
             raise SettingsError("HANDOFF_JWT_SECRET must be at least 32 bytes (HS256 key length)")
@@ -127,6 +184,12 @@ class Settings:
         cap = _number(env, "HANDOFF_RETRY_CAP_SECONDS", float, 3600.0, 0.001, 7 * 86400)
         if cap < base:
             raise SettingsError("HANDOFF_RETRY_CAP_SECONDS must not be below the base")
+        link_secret = env.get("HANDOFF_LINK_SECRET") or None
+        if link_secret is not None and len(link_secret.encode("utf-8")) < 32:
+            raise SettingsError("HANDOFF_LINK_SECRET must be at least 32 bytes")
+        metrics = (env.get("HANDOFF_METRICS") or "on").strip().lower()
+        if metrics not in ("on", "off"):
+            raise SettingsError(f"HANDOFF_METRICS={metrics!r} must be on or off")
         return cls(
             database_url=database_url,
             smtp_url=smtp_url,
@@ -153,4 +216,10 @@ class Settings:
                 env, "HANDOFF_WEBHOOK_TIMEOUT_SECONDS", float, 10.0, 0.05, 300
             ),
             webhook_per_endpoint=_number(env, "HANDOFF_WEBHOOK_PER_ENDPOINT", int, 4, 1, 64),
+            link_secret=link_secret,
+            claim_link_ttl_seconds=_number(
+                env, "HANDOFF_CLAIM_LINK_TTL_SECONDS", float, 86400.0, 60, 30 * 86400
+            ),
+            cors_origins=_origins(env.get("HANDOFF_CORS_ORIGINS") or ""),
+            metrics=metrics == "on",
         )

@@ -25,6 +25,7 @@ from handoff_core.model import (
     Handoff,
     HandoffStatus,
     Intent,
+    JsonObject,
     NoticeKind,
     Session,
     TimelineEvent,
@@ -54,7 +55,8 @@ IDEMPOTENCY_KEY_MAX = 200
 class NobodyOnline:
     """Presence when no live push exists: everyone is reached by email."""
 
-    async def online(self, account_id: str, member_ids: Any) -> frozenset[str]:
+    async def online(self, account_id: str, member_ids: Any = None) -> frozenset[str]:
+        """Nobody."""
         return frozenset()
 
 
@@ -100,28 +102,21 @@ class HandoffService:
         self._announcer: Announcer = announcer or SilentAnnouncer()
         self._make_id = make_id
 
-    async def _online(self, account_id: str, member_ids: list[str]) -> frozenset[str]:
-        """Presence is only a hint for the channel: if it cannot answer, everyone gets email
-        rather than the escalation failing."""
+    async def _online(self, account_id: str) -> frozenset[str]:
+        """Who of the account has a live stream, asked before the escalation's unit of work: from
+        inside it, presence (its own read) would take a second pooled connection while the first
+        is held, and a full pool would wait on itself. The unit of work decides who is reached;
+        presence only picks the channel, and if it cannot answer everyone gets email rather than
+        the escalation failing."""
+        if isinstance(self._presence, NobodyOnline):
+            return frozenset()
         try:
-            return await self._presence.online(account_id, member_ids)
+            return await self._presence.online(account_id)
         except Exception:
             log.exception(
                 "presence lookup failed; emailing everyone", extra={"account_id": account_id}
             )
             return frozenset()
-
-    async def _online_eligible(self, account_id: str, actor_id: str) -> frozenset[str]:
-        """Who an escalation would reach that has a live stream, asked before its unit of work:
-        from inside it, presence (its own read) would take a second pooled connection while the
-        first is held, and a full pool would wait on itself. The unit of work still decides who
-        is reached; anyone eligible only since then is emailed."""
-        if isinstance(self._presence, NobodyOnline):
-            return frozenset()
-        async with self._uow() as uow:
-            policy = await uow.policies.get(account_id) or EscalationPolicy()
-            eligible = await uow.members.eligible(account_id, policy.roles)
-        return await self._online(account_id, [m.id for m in eligible if m.id != actor_id])
 
     async def _commit(
         self,
@@ -150,8 +145,17 @@ class HandoffService:
     # --- sessions ---------------------------------------------------------------------------
 
     async def start_session(
-        self, account_id: str, actor_id: str, problem_summary: object, context: object = None
+        self,
+        account_id: str,
+        actor_id: str,
+        problem_summary: str,
+        context: JsonObject | None = None,
     ) -> Session:
+        """Start a session owned by and assigned to `actor_id` (SPEC §3).
+
+        `problem_summary` is at most 500 characters; `context` any JSON object of at most 256 KiB
+        serialised and 64 levels deep (None: empty). Raises NotAMember for an actor who is not a
+        current member, Forbidden for a viewer, ValidationError naming the field."""
         now = self._clock.now()
         async with self._uow() as uow:
             actor = await acting_member(uow, account_id, actor_id)
@@ -174,9 +178,13 @@ class HandoffService:
         actor_id: str,
         session_id: str,
         *,
-        problem_summary: object = None,
-        context: object = None,
+        problem_summary: str | None = None,
+        context: JsonObject | None = None,
     ) -> Session:
+        """Replace the summary and/or the context of a session not yet resolved; None keeps a
+        field. By its assignee or an admin/owner. Raises NotFound, NotAMember, Forbidden,
+        InvalidTransition (resolved), ValidationError naming the field, Conflict if it was
+        written meanwhile."""
         now = self._clock.now()
         async with self._uow() as uow:
             actor = await acting_member(uow, account_id, actor_id)
@@ -187,6 +195,8 @@ class HandoffService:
             return session
 
     async def resolve(self, account_id: str, actor_id: str, session_id: str) -> Session:
+        """Active → resolved, for good (SPEC §4.6), by the assignee or an admin/owner. Raises
+        NotFound, NotAMember, Forbidden, InvalidTransition."""
         now = self._clock.now()
         async with self._uow() as uow:
             actor = await acting_member(uow, account_id, actor_id)
@@ -205,12 +215,23 @@ class HandoffService:
         account_id: str,
         actor_id: str,
         session_id: str,
-        intent: object,
-        engineer_notes: object = "",
+        intent: Intent | str,
+        engineer_notes: str = "",
         *,
         idempotency_key: str | None = None,
     ) -> Handoff:
-        """Park or escalate. A repeated `idempotency_key` returns the first handoff unchanged."""
+        """Park or escalate an active session (SPEC §4.1, §4.3), by its assignee or an
+        admin/owner.
+
+        An escalation snapshots the session, writes its escalation package, plans its deliveries
+        by the account's policy (push to those online, email to the rest) and its stream event,
+        all in one transaction; the deliveries go out after commit. `engineer_notes` is at most
+        4,000 characters. A repeated `idempotency_key` (at most 200 characters, unique per
+        account) returns the first handoff unchanged.
+
+        Raises NotFound (session), NotAMember, Forbidden (not the assignee, or a viewer),
+        InvalidTransition (the session is not active), ValidationError naming the field, and
+        IdempotencyConflict (the key was used for another request)."""
         try:
             chosen = Intent(str(intent))
         except ValueError:
@@ -246,10 +267,11 @@ class HandoffService:
         account_id: str,
         actor_id: str,
         session_id: str,
-        engineer_notes: object = "",
+        engineer_notes: str = "",
         *,
         idempotency_key: str | None = None,
     ) -> Handoff:
+        """`hand_off(..., Intent.PARK, ...)`: a private pause; nobody is told."""
         return await self.hand_off(
             account_id,
             actor_id,
@@ -264,10 +286,11 @@ class HandoffService:
         account_id: str,
         actor_id: str,
         session_id: str,
-        engineer_notes: object = "",
+        engineer_notes: str = "",
         *,
         idempotency_key: str | None = None,
     ) -> Handoff:
+        """`hand_off(..., Intent.ESCALATE, ...)`: every eligible senior is told."""
         return await self.hand_off(
             account_id,
             actor_id,
@@ -289,7 +312,7 @@ class HandoffService:
     ) -> Handoff:
         now = self._clock.now()
         escalating = intent is Intent.ESCALATE
-        online = await self._online_eligible(account_id, actor_id) if escalating else frozenset()
+        online = await self._online(account_id) if escalating else frozenset()
         async with self._uow() as uow:
             actor = await acting_member(uow, account_id, actor_id)
             if key is not None:
@@ -338,6 +361,8 @@ class HandoffService:
             return handoff
 
     async def resume(self, account_id: str, actor_id: str, session_id: str) -> Session:
+        """Paused → active (SPEC §4.2), by whoever parked it or an admin/owner; the park is
+        closed as resumed. Raises NotFound, NotAMember, Forbidden, InvalidTransition."""
         now = self._clock.now()
         async with self._uow() as uow:
             actor = await acting_member(uow, account_id, actor_id)
@@ -363,6 +388,10 @@ class HandoffService:
         that matches nothing and a read that says why. The write matches only an open escalation
         of the account; whether this member may claim it is then checked on what it was, and a
         refused claim rolls back with the unit of work. Viewers never write.
+
+        On success the session is active again under the claimer, and every unsent notice of
+        the escalation is cancelled (SPEC §11). Raises NotFound, NotAMember, Forbidden (a viewer,
+        or the escalator), InvalidTransition (a park, or closed) and AlreadyClaimed(by=winner).
         """
         now = self._clock.now()
         async with self._uow() as uow:
@@ -406,6 +435,9 @@ class HandoffService:
             return handoff
 
     async def withdraw(self, account_id: str, actor_id: str, handoff_id: str) -> Handoff:
+        """The escalator or an admin/owner takes back an open escalation (SPEC §4.5): the
+        session is active again and every unsent notice is cancelled. Raises NotFound,
+        NotAMember, Forbidden, InvalidTransition."""
         now = self._clock.now()
         async with self._uow() as uow:
             actor = await acting_member(uow, account_id, actor_id)

@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import attrs
 
-from handoff_core.errors import NotFound, ValidationError
-from handoff_core.model import EscalationPolicy, Member
-from handoff_core.ports import Clock, UnitOfWorkFactory
+from handoff_core.errors import Conflict, NotFound, ValidationError
+from handoff_core.model import EscalationPolicy, Member, Role
+from handoff_core.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from handoff_core.services.common import acting_member
 
 AddressCheck = Callable[[str], str]
@@ -57,6 +57,19 @@ def check_address_shape(address: str) -> str:
     return address
 
 
+async def _keep_an_owner(uow: UnitOfWork, account_id: str, member_id: str, doing: str) -> None:
+    """Refuse a change over the API that would leave the account without a current owner. The
+    host's own sync (no actor) is trusted to know better: it is how an owner is replaced."""
+    owners = {
+        m.id for m in await uow.members.current(account_id) if m.is_current and m.role == Role.OWNER
+    }
+    if owners == {member_id}:
+        raise Conflict(
+            f"{member_id} is the account's last owner: make another member owner before you "
+            f"{doing} them"
+        )
+
+
 class MemberService:
     """Without an `actor_id` a call is the host's own sync, trusted as such; with one, the actor
     must be an admin or owner to change anything.
@@ -90,8 +103,10 @@ class MemberService:
         """Create or update a member; a soft-deleted member put again comes back.
 
         The email is stored as given (trimmed) once the address check accepts it. Raises
-        `ValidationError` naming the field at fault (`email` for an address nothing could send
-        to), `NotAMember` / `Forbidden` when `actor_id` may not manage members.
+        ValidationError naming the field at fault (`email` for an address nothing could send
+        to), NotAMember/Forbidden (the actor is not a current admin or owner) and Conflict (an
+        actor would demote or deactivate the account's last owner: nobody could manage the
+        account any more).
         """
         member = Member.register(
             account_id=account_id, id=member_id, email=email, name=name, role=role, active=active
@@ -100,23 +115,33 @@ class MemberService:
         async with self._uow() as uow:
             if actor_id is not None:
                 (await acting_member(uow, account_id, actor_id)).require_manager()
+                if not (member.is_current and member.role == Role.OWNER):
+                    await _keep_an_owner(uow, account_id, member_id, "demote or deactivate")
             await uow.members.save(member)
             await uow.commit()
         return member
 
     async def remove(self, account_id: str, member_id: str, *, actor_id: str | None = None) -> None:
-        """Soft delete: the member keeps their history but is never notified or let in again."""
+        """Soft delete: the member keeps their history but is never notified or let in again.
+
+        Raises NotFound (no such member), NotAMember/Forbidden (the actor is not a current admin
+        or owner) and Conflict (an actor would remove the account's last owner).
+        """
         async with self._uow() as uow:
             if actor_id is not None:
                 (await acting_member(uow, account_id, actor_id)).require_manager()
             member = await uow.members.get(account_id, member_id)
             if member is None or member.deleted_at is not None:
                 raise NotFound(f"member {member_id} not found")
+            if actor_id is not None:
+                await _keep_an_owner(uow, account_id, member_id, "remove")
             member.soft_delete(self._clock.now())
             await uow.members.save(member)
             await uow.commit()
 
     async def members(self, account_id: str, actor_id: str | None = None) -> list[Member]:
+        """Every member of the account not removed, by id; with `actor_id`, as that member asks
+        (raises NotAMember if they are not current)."""
         async with self._uow() as uow:
             if actor_id is not None:
                 await acting_member(uow, account_id, actor_id)
@@ -128,6 +153,8 @@ class MemberService:
             return await uow.members.get(account_id, member_id)
 
     async def policy(self, account_id: str, actor_id: str | None = None) -> EscalationPolicy:
+        """The account's escalation policy (the default when none was set); with `actor_id`, as
+        that member asks (raises NotAMember if they are not current)."""
         async with self._uow() as uow:
             if actor_id is not None:
                 await acting_member(uow, account_id, actor_id)

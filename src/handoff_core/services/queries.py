@@ -33,6 +33,9 @@ def percentile(values: Sequence[float], p: float) -> float | None:
 
 @frozen
 class EscalationStats:
+    """What `Queries.analytics` returns: counts by outcome, `claim_rate` (claimed / escalated,
+    None with no escalations), time to claim in seconds, and claims per member."""
+
     escalated: int
     claimed: int
     withdrawn: int
@@ -45,6 +48,7 @@ class EscalationStats:
 
     @classmethod
     def of(cls, escalations: Sequence[Handoff]) -> EscalationStats:
+        """The figures of these escalations."""
         by_status = Counter(h.status for h in escalations)
         waits = [
             (h.claimed_at - h.created_at).total_seconds()
@@ -81,23 +85,28 @@ class Queries:
         self._uow = uow
 
     async def session(self, account_id: str, actor_id: str, session_id: str) -> Session:
+        """One session of the account. Raises NotAMember, NotFound (absent or another
+        account's)."""
         async with self._uow() as uow:
             await acting_member(uow, account_id, actor_id)
             return await existing_session(uow, account_id, session_id)
 
     async def handoff(self, account_id: str, actor_id: str, handoff_id: str) -> Handoff:
+        """One handoff (park or escalation) of the account. Raises NotAMember, NotFound."""
         async with self._uow() as uow:
             await acting_member(uow, account_id, actor_id)
             return await existing_handoff(uow, account_id, handoff_id)
 
     async def handoffs_of(self, account_id: str, actor_id: str, session_id: str) -> list[Handoff]:
+        """Every handoff of a session, oldest first. Raises NotAMember, NotFound."""
         async with self._uow() as uow:
             await acting_member(uow, account_id, actor_id)
             await existing_session(uow, account_id, session_id)
             return await uow.handoffs.for_session(account_id, session_id)
 
     async def queue(self, account_id: str, actor_id: str, status: str = "open") -> list[Handoff]:
-        """The account's escalations, oldest first."""
+        """The account's escalations with `status` open, claimed, withdrawn or all, oldest
+        first. Raises NotAMember, ValidationError("status")."""
         if status not in QUEUE_FILTERS:
             raise ValidationError("status", f"must be one of {', '.join(QUEUE_FILTERS)}")
         async with self._uow() as uow:
@@ -105,6 +114,8 @@ class Queries:
             return await uow.handoffs.escalations(account_id, statuses=QUEUE_FILTERS[status])
 
     async def deliveries(self, account_id: str, actor_id: str, handoff_id: str) -> list[Delivery]:
+        """A handoff's deliveries, one per recipient, channel and notice, with their status,
+        attempts, last error and times. Raises NotAMember, NotFound."""
         async with self._uow() as uow:
             await acting_member(uow, account_id, actor_id)
             await existing_handoff(uow, account_id, handoff_id)
@@ -113,7 +124,7 @@ class Queries:
     async def timeline(
         self, account_id: str, actor_id: str, session_id: str
     ) -> list[TimelineEvent]:
-        """Oldest first."""
+        """What happened to a session, oldest first. Raises NotAMember, NotFound."""
         async with self._uow() as uow:
             await acting_member(uow, account_id, actor_id)
             await existing_session(uow, account_id, session_id)
@@ -126,7 +137,9 @@ class Queries:
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> EscalationStats:
-        """Escalations raised in [since, until): counts, claim rate and time to claim."""
+        """Escalations raised in [since, until) (aware datetimes; None: unbounded): counts,
+        claim rate and time to claim in seconds (nearest-rank p50/p90). For seniors. Raises
+        NotAMember, Forbidden (a viewer), ValidationError("since") when since >= until."""
         if since is not None and until is not None and since >= until:
             raise ValidationError("since", "must be before until")
         async with self._uow() as uow:

@@ -17,6 +17,7 @@ from datetime import timedelta
 
 from attrs import define, field
 
+from handoff_core.links import ClaimLinks
 from handoff_core.model import (
     Channel,
     Delivery,
@@ -63,9 +64,10 @@ NO_WEBHOOK_SENDER = "no webhook sender is configured"
 
 @define
 class DeliverySettings:
-    """How the outbox is sent. `public_url` is the base of the claim link (SPEC §5); the rest
-    tune the worker: seconds a lease lasts, deliveries per worker batch, batches of one
-    escalation in flight at once, and deliveries per batch right after a commit."""
+    """How the outbox is sent. `public_url` is the base of the links in emails (SPEC §5),
+    `claim_links` signs each recipient's own claim link (SPEC §11); the rest tune the worker:
+    seconds a lease lasts, deliveries per worker batch, batches of one escalation in flight at
+    once, and deliveries per batch right after a commit."""
 
     public_url: str = "http://localhost:8000"
     retry: RetrySchedule = field(factory=RetrySchedule)
@@ -74,6 +76,7 @@ class DeliverySettings:
     lanes: int = 2  # batches of one escalation in flight at once: one sends while one records
     dispatch_batch_size: int = 500  # right after commit: larger batches, fewer round trips
     stream_keep_seconds: float = 7 * 24 * 3600.0  # replayable stream history; older is a reset
+    claim_links: ClaimLinks | None = None  # each email's own claim link; None: the inbox's URL
 
 
 @define
@@ -335,7 +338,8 @@ class Sender:
                     handoff, escalator, self._settings.public_url, d.kind, d.round
                 )
             recipient = batch.members.get((d.account_id, d.recipient_id))
-            notices.append(address(d, recipient.name if recipient else "", bodies[key]))
+            name = recipient.name if recipient else ""
+            notices.append(address(d, name, bodies[key], self._settings.claim_links))
         try:
             outcomes: Sequence[SendOutcome] = await self._mail.send(notices)
         except Exception as exc:

@@ -21,6 +21,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 
 from handoff_app.container import Services
+from handoff_app.http.browser import check_cookie_request, session_token
 from handoff_app.http.errors import ApiRefusal, not_a_member, unauthorized
 from handoff_app.http.lifecycle import get_services, get_settings
 from handoff_app.http.schemas import ID_PATTERN
@@ -29,6 +30,10 @@ from handoff_core.errors import Forbidden, HandoffError
 from handoff_core.model import ID_MAX, Member
 
 ALGORITHM = "HS256"
+# Hosts' clocks differ: a token minted on a host a little ahead (iat, nbf in the future) or read
+# a little late (exp just past) is still good within this many seconds (SPEC §13).
+LEEWAY_SECONDS = 30
+TIME_CLAIMS = ("exp", "iat", "nbf")
 _ID = re.compile(ID_PATTERN)
 
 bearer = HTTPBearer(
@@ -75,15 +80,24 @@ def read_token(settings: Settings, token: str) -> tuple[str, str]:
             _secret(settings),
             algorithms=[ALGORITHM],
             options={"require": ["exp", "sub", "account_id"]},
+            leeway=LEEWAY_SECONDS,
         )
     except jwt.ExpiredSignatureError:
         raise unauthorized("the token has expired") from None
     except jwt.PyJWTError:
         raise unauthorized("the token is not valid") from None
+    for name in TIME_CLAIMS:
+        if name in claims and not _is_number(claims[name]):
+            raise unauthorized(f"the token's {name} must be a number (seconds since the epoch)")
     account_id, member_id = claims.get("account_id"), claims.get("sub")
     if not (_is_id(account_id) and _is_id(member_id)):
         raise unauthorized("the token's account_id and sub must be account and member ids")
     return account_id, member_id
+
+
+def _is_number(value: object) -> bool:
+    """A JSON number, as RFC 7519 says a NumericDate is: PyJWT alone would take "1e10" too."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _is_id(value: object) -> TypeGuard[str]:
@@ -117,41 +131,92 @@ def _token_caller(settings: Settings, token: str | None) -> Caller:
     return Caller(account_id, member_id)
 
 
+def _header_or_cookie(
+    request: Request, settings: Settings, credentials: HTTPAuthorizationCredentials | None
+) -> str | None:
+    """The bearer token, or else the inbox page's session cookie (a state change carried by the
+    cookie must pass the CSRF and Origin checks of `browser.check_cookie_request`)."""
+    if credentials is not None:
+        return credentials.credentials
+    cookie = session_token(request)
+    if cookie is not None:
+        check_cookie_request(request, settings, cookie)
+    return cookie
+
+
 async def current_caller(
+    request: Request,
     settings: Annotated[Settings, Depends(get_settings)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
 ) -> Caller:
-    return _token_caller(settings, credentials.credentials if credentials else None)
+    return _token_caller(settings, _header_or_cookie(request, settings, credentials))
 
 
 async def stream_caller(
+    request: Request,
     settings: Annotated[Settings, Depends(get_settings)],
     services: Annotated[Services, Depends(get_services)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
     access_token: Annotated[str | None, Security(query_token)],
 ) -> StreamCaller:
     """The stream alone also takes `?access_token=` (the access log redacts it)."""
-    caller = _token_caller(settings, credentials.credentials if credentials else access_token)
+    token = access_token if credentials is None and access_token else None
+    caller = _token_caller(settings, token or _header_or_cookie(request, settings, credentials))
     member = await services.members.get(caller.account_id, caller.member_id)
     if member is None or not member.is_current:
         raise not_a_member()
     return StreamCaller(caller.account_id, caller.member_id, member)
 
 
+# The routes whose use case refuses a caller by role alone, by route name: a request to one of
+# them that is also invalid gets the 403 the use case would give, not the 422 (SPEC §13).
+MANAGERS_ONLY = frozenset({"put_member", "delete_member", "put_policy"})
+SENIORS_ONLY = frozenset(
+    {
+        "start_session",
+        "patch_session",
+        "hand_off",
+        "resume",
+        "resolve",
+        "claim",
+        "withdraw",
+        "analytics",
+        "stream",
+    }
+)
+
+
+def _role_refusal(request: Request, member: Member) -> ApiRefusal | None:
+    route = request.scope.get("route")
+    name = getattr(route, "name", None)
+    if name in MANAGERS_ONLY and not member.is_manager:
+        detail = f"only an admin or owner may do this; {member.id} is {member.role}"
+        return ApiRefusal(403, "forbidden", detail)
+    if name in SENIORS_ONLY and not member.is_senior:
+        return ApiRefusal(403, "forbidden", f"member {member.id} is a viewer and can only read")
+    return None
+
+
 async def stranger_refusal(request: Request) -> ApiRefusal | None:
     """For a request refused as invalid (422) before any use case read its member: the 401 it
-    would have had, had its token named someone not current. Only such refusals pay this read."""
+    would have had, had its token named someone not current, or the 403 its member's role would
+    have had. Only such refusals pay this read."""
     credentials = await bearer(request)
-    if credentials is None:
+    if credentials is not None:
+        token: str | None = credentials.credentials
+    else:  # the stream alone also takes the token in its query
+        is_stream = getattr(request.scope.get("route"), "name", None) == "stream"
+        token = request.query_params.get("access_token") if is_stream else None
+    if not token:
         return None
     try:
-        account_id, member_id = read_token(await get_settings(request), credentials.credentials)
+        account_id, member_id = read_token(await get_settings(request), token)
         member = await (await get_services(request)).members.get(account_id, member_id)
     except (ApiRefusal, HandoffError):  # a bad token, or no store to ask: the 422 stands
         return None
     if member is None or not member.is_current:
         return not_a_member()
-    return None
+    return _role_refusal(request, member)
 
 
 CallerDep = Annotated[Caller, Depends(current_caller)]

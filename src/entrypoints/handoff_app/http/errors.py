@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from handoff_core.errors import (
     AlreadyClaimed,
@@ -131,6 +132,25 @@ def for_validation(exc: RequestValidationError) -> JSONResponse:
     return error_response(422, "validation_error", detail, extra={"field": field})
 
 
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route answers at this path, asked of the routes themselves: Starlette
+    names only the methods of the first route that matched the path, and GET and PUT of one
+    path are two routes."""
+    app = request.scope.get("app")
+    routes = getattr(getattr(app, "router", None), "routes", [])
+    allowed = [
+        method
+        for method in METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
 Vetting = Callable[[Request], Awaitable[ApiRefusal | None]]
 
 
@@ -170,7 +190,10 @@ def install(app: FastAPI, *, vet_invalid: Vetting | None = None) -> None:
             # FastAPI's word for JSON it could not decode at all (too deeply nested, say).
             unparsable = "the body could not be parsed as JSON"
             return await vetted(request, error_response(422, "invalid_json", unparsable))
-        return error_response(exc.status_code, code, detail, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+        return error_response(exc.status_code, code, detail, headers=headers)
 
     async def bug(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", extra={"path": request.url.path})

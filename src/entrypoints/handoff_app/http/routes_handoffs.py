@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, BeforeValidator
 
 from handoff_app.http.auth import CallerDep, ServicesDep
 from handoff_app.http.errors import ErrorOut, documented
@@ -17,6 +18,22 @@ from handoff_core.model import ID_MAX
 router = APIRouter(tags=["handoffs"])
 
 HandoffId = Annotated[str, Path(min_length=1, max_length=ID_MAX, pattern=ID_PATTERN)]
+
+
+_DATE_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:?\d{2})"
+)
+
+
+def _date_time_text(value: object) -> object:
+    """Only an ISO 8601 date-time with an offset: pydantic alone would also read `0.5` or
+    `1700000000` as seconds since the epoch, which nobody writing `until=` means."""
+    if isinstance(value, str) and not _DATE_TIME.fullmatch(value):
+        raise ValueError("must be an ISO 8601 date-time with an offset, e.g. 2026-05-01T00:00:00Z")
+    return value
+
+
+DateTimeParam = Annotated[AwareDatetime, BeforeValidator(_date_time_text)]
 
 
 def _in_utc(name: str, value: datetime | None) -> datetime | None:
@@ -111,8 +128,8 @@ async def queue(
 async def analytics(
     caller: CallerDep,
     services: ServicesDep,
-    since: Annotated[AwareDatetime | None, Query(description="ISO 8601 with offset")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="ISO 8601 with offset")] = None,
+    since: Annotated[DateTimeParam | None, Query(description="ISO 8601 with offset")] = None,
+    until: Annotated[DateTimeParam | None, Query(description="ISO 8601 with offset")] = None,
 ) -> AnalyticsOut:
     stats = await services.queries.analytics(
         caller.account_id, caller.member_id, _in_utc("since", since), _in_utc("until", until)

@@ -43,7 +43,7 @@ from handoff_core.services.queries import EscalationStats
 from handoff_core.stream import StreamEventType
 from handoff_core.webhooks import URL_MAX, WebhookEndpoint, WebhookFormat
 
-ID_PATTERN = r"^[^\x00-\x20\x7f]+$"
+ID_PATTERN = r"^[^\s\x00-\x1f\x7f-\x9f/]+$"  # handoff_core.model.check_id, in a URL
 KEY_PATTERN = r"^[\x21-\x7e]+$"
 JSON_DEPTH_MAX = 64
 

@@ -2,7 +2,7 @@
 due; on deliveries a webhook's payload; the webhooks table.
 
 Revision ID: 0004
-Revises: 0002 (re-pointed to 0003 at merge)
+Revises: 0003
 Create Date: 2026-11-30
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
-down_revision: str | None = "0002"
+down_revision: str | None = "0003"
 branch_labels: str | None = None
 depends_on: str | None = None
 

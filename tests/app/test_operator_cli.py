@@ -1,0 +1,234 @@
+"""SPEC §13 through the real `handoff` command: every error an operator can meet at the start is
+one line on stderr with a non-zero exit code, and never a traceback."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.support.cli import add_member, handoff, one_line
+from tests.support.net import free_port
+from tests.support.process import serving_process
+
+SECRET = "an-operator-secret-of-at-least-32-bytes"
+
+
+def sqlite(tmp_path: Path, query: str = "") -> dict[str, str]:
+    return {
+        "HANDOFF_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'h.db'}{query}",
+        "HANDOFF_JWT_SECRET": SECRET,
+        "HANDOFF_MAILDIR": str(tmp_path / "mail"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("port", "says"),
+    [
+        ("99999", "argument --port: 99999 is not a port number (1 to 65535)"),
+        ("0", "argument --port: 0 is not a port number (1 to 65535)"),
+        ("http", "argument --port: 'http' is not a port number"),
+    ],
+)
+def test_serve_refuses_a_port_out_of_range_in_one_line(
+    tmp_path: Path, port: str, says: str
+) -> None:
+    done = handoff("serve", "--port", port, cwd=tmp_path, env=sqlite(tmp_path))
+    assert says in one_line(done, 2)
+    assert not (tmp_path / "h.db").exists()  # refused before anything started
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line_before_starting_anything(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = handoff("serve", "--port", str(port), cwd=tmp_path, env=sqlite(tmp_path))
+    line = one_line(done, 1)
+    assert line == f"handoff: cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert "uvicorn" not in done.stdout.lower() + done.stderr.lower()
+    assert "startup" not in done.stdout.lower() + done.stderr.lower()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        (
+            "HANDOFF_BODY_LIMIT_BYTES",
+            "-1",
+            "handoff: HANDOFF_BODY_LIMIT_BYTES='-1' must be between 1024 and 67108864",
+        ),
+        ("HANDOFF_METRICS", "maybe", "handoff: HANDOFF_METRICS='maybe' must be on or off"),
+        (
+            "HANDOFF_DATABASE_URL",
+            "postgresql+asyncpg://h@127.0.0.1/h?pool_size=abc",
+            "handoff: HANDOFF_DATABASE_URL: database URL option pool_size='abc' must be an integer",
+        ),
+        (
+            "HANDOFF_DATABASE_URL",
+            "postgresql+asyncpg://h@127.0.0.1/h?poolsize=3",
+            "handoff: HANDOFF_DATABASE_URL: database URL option(s) poolsize are not known; "
+            "pool options are pool_size, max_overflow, pool_timeout, pool_recycle, pool_pre_ping",
+        ),
+        (
+            "HANDOFF_SMTP_URL",
+            "smtp://relay:abc",
+            "handoff: HANDOFF_SMTP_URL: SMTP URL has a bad port or address: "
+            "Port could not be cast to integer value as 'abc'",
+        ),
+        (
+            "HANDOFF_SMTP_URL",
+            "smtp://relay:25?timeout=soon",
+            "handoff: HANDOFF_SMTP_URL: SMTP URL option timeout='soon' must be a number of seconds",
+        ),
+        (
+            "HANDOFF_DATABASE_URL",
+            "mysql://h@127.0.0.1/h",
+            "handoff: HANDOFF_DATABASE_URL has scheme 'mysql'; use sqlite+aiosqlite://, "
+            "postgresql+asyncpg:// or memory://",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", [["serve"], ["members", "list", "--account", "acme"]])
+def test_a_bad_setting_is_one_line_naming_it(
+    tmp_path: Path, name: str, value: str, says: str, command: list[str]
+) -> None:
+    done = handoff(*command, cwd=tmp_path, env={**sqlite(tmp_path), name: value})
+    assert one_line(done, 2) == says
+
+
+def test_a_postgres_url_without_the_driver_names_the_extra_to_install(tmp_path: Path) -> None:
+    """An install without `handoff[postgres]`: asyncpg cannot be imported."""
+    hidden = tmp_path / "no-asyncpg"
+    (hidden / "asyncpg").mkdir(parents=True)
+    (hidden / "asyncpg" / "__init__.py").write_text("raise ImportError('no asyncpg here')\n")
+    env = {
+        **sqlite(tmp_path),
+        "HANDOFF_DATABASE_URL": "postgresql://h@127.0.0.1/h",
+        "PYTHONPATH": str(hidden),
+    }
+    for command in (["serve"], ["db", "upgrade"], ["members", "list", "--account", "a"]):
+        done = handoff(*command, cwd=tmp_path, env=env)
+        assert one_line(done, 2) == (
+            "handoff: HANDOFF_DATABASE_URL: PostgreSQL needs the asyncpg driver: "
+            "pip install 'handoff[postgres]'"
+        )
+
+
+def test_pool_options_in_a_sqlite_url_serve_every_command(tmp_path: Path) -> None:
+    env = sqlite(tmp_path, "?pool_size=3")
+    upgraded = handoff("db", "upgrade", cwd=tmp_path, env=env)
+    assert upgraded.returncode == 0, upgraded.stderr
+    added = add_member(
+        "acme", "olga", email="olga@acme.test", name="Olga", role="owner", cwd=tmp_path, env=env
+    )
+    assert added.returncode == 0, added.stderr
+    assert handoff("worker", "--once", cwd=tmp_path, env=env).stdout.strip() == "sent 0"
+
+
+def test_token_refuses_a_member_who_is_unknown_inactive_or_removed(tmp_path: Path) -> None:
+    env = sqlite(tmp_path)
+    add_member(
+        "acme", "eve", email="eve@a.test", name="Eve", role="engineer", cwd=tmp_path, env=env
+    )
+    handoff(
+        "members", "add", "--account", "acme", "--id", "ivan", "--email", "ivan@a.test",
+        "--name", "Ivan", "--role", "engineer", "--inactive", cwd=tmp_path, env=env,
+    )  # fmt: skip
+    add_member(
+        "acme", "dora", email="dora@a.test", name="Dora", role="admin", cwd=tmp_path, env=env
+    )
+    handoff("members", "remove", "--account", "acme", "--id", "dora", cwd=tmp_path, env=env)
+
+    def token(member: str, account: str = "acme") -> subprocess.CompletedProcess[str]:
+        return handoff("token", "--account", account, "--member", member, cwd=tmp_path, env=env)
+
+    assert one_line(token("nobody"), 1) == (
+        "handoff: member nobody of account acme is unknown: no token for them "
+        "(add them with `handoff members add`)"
+    )
+    assert "eve of account other is unknown" in one_line(token("eve", "other"), 1)
+    assert "ivan of account acme is inactive or removed" in one_line(token("ivan"), 1)
+    assert "dora of account acme is inactive or removed" in one_line(token("dora"), 1)
+    for refused in ("nobody", "ivan", "dora"):
+        assert token(refused).stdout == ""  # nothing that looks like a token
+    good = token("eve")
+    assert good.returncode == 0 and good.stdout.count(".") == 2
+
+
+@pytest.mark.parametrize(
+    ("member_id", "says"),
+    [
+        ("ops/team2", "handoff: id: must not contain '/' (ids are URL path segments)"),
+        ("..", "handoff: id: must not be '.' or '..' (ids are URL path segments)"),
+        ("a b", "handoff: id: must not contain whitespace"),
+        ("bell\x07", "handoff: id: must not contain control characters"),
+    ],
+)
+def test_a_member_id_the_api_could_not_address_is_refused_where_it_is_made(
+    tmp_path: Path, member_id: str, says: str
+) -> None:
+    env = sqlite(tmp_path)
+    done = add_member(
+        "acme", member_id, email="x@a.test", name="X", role="owner", cwd=tmp_path, env=env
+    )
+    assert one_line(done, 1) == says
+    listed = handoff("members", "list", "--account", "acme", cwd=tmp_path, env=env)
+    assert listed.stdout.strip() == "no members in account acme"
+
+
+def test_an_account_id_follows_the_same_rule(tmp_path: Path) -> None:
+    done = add_member(
+        "acme/eu",
+        "olga",
+        email="o@a.test",
+        name="O",
+        role="owner",
+        cwd=tmp_path,
+        env=sqlite(tmp_path),
+    )
+    assert (
+        one_line(done, 1) == "handoff: account_id: must not contain '/' (ids are URL path segments)"
+    )
+
+
+def test_a_usage_mistake_is_one_line_too(tmp_path: Path) -> None:
+    done = handoff("members", "add", "--account", "acme", cwd=tmp_path)
+    line = one_line(done, 2)
+    assert line.startswith("handoff members add: the following arguments are required: --id")
+    assert line.endswith("(see handoff members add --help)")
+
+
+def test_a_sqlite_file_migrated_by_a_newer_release_is_refused_in_one_line(tmp_path: Path) -> None:
+    env = sqlite(tmp_path)
+    assert handoff("db", "upgrade", cwd=tmp_path, env=env).returncode == 0
+    with sqlite3.connect(tmp_path / "h.db") as db:
+        db.execute("UPDATE alembic_version SET version_num = 'f00d'")
+    for command in (["serve", "--port", str(free_port())], ["members", "list", "--account", "a"],
+                    ["db", "upgrade"]):  # fmt: skip
+        done = handoff(*command, cwd=tmp_path, env=env)
+        assert one_line(done, 1) == (
+            f"handoff: the database sqlite+aiosqlite:///{tmp_path / 'h.db'} has schema revision "
+            "f00d, which this release does not know; a newer release migrated it: "
+            "upgrade handoff instead"
+        )
+
+
+def test_a_sqlite_folder_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    env = {**sqlite(tmp_path), "HANDOFF_DATABASE_URL": f"sqlite:///{tmp_path / 'file' / 'h.db'}"}
+    for command in (["serve", "--port", str(free_port())], ["members", "list", "--account", "a"]):
+        line = one_line(handoff(*command, cwd=tmp_path, env=env), 1)
+        assert line.startswith("handoff: [Errno 17] File exists") or "Not a directory" in line
+
+
+def test_serve_starts_on_a_new_sqlite_file_with_pool_options(tmp_path: Path) -> None:
+    with serving_process(sqlite(tmp_path, "?pool_size=3&max_overflow=1"), tmp_path) as served:
+        ready = httpx.get(f"{served.url}/readyz")
+    assert (ready.status_code, ready.json()) == (200, {"status": "ok"})
+    assert "Traceback" not in served.log
