@@ -494,6 +494,7 @@ class Tier:
     after_seconds: int = 0
 
     def to_dict(self) -> JsonObject:
+        """The API's shape: `{"roles": [...], "after_seconds": N}`, roles in a stable order."""
         return {"roles": _ordered(self.roles), "after_seconds": self.after_seconds}
 
 

@@ -143,6 +143,7 @@ class WebhookEndpoint:
         self.updated_at = now
 
     def wants(self, event: StreamEventType | str) -> bool:
+        """Whether this endpoint subscribes to the stream event named `event`."""
         return str(event) in {e.value for e in self.events}
 
 

@@ -75,6 +75,8 @@ class HttpWebhookSender(WebhookSender):
         return slot
 
     async def send(self, requests: Sequence[WebhookRequest]) -> Sequence[SendOutcome]:
+        """POST every request at once, each endpoint at most `per_endpoint` at a time; one
+        outcome per request, in order. Never raises for what a request met."""
         return await asyncio.gather(*(self._send(r) for r in requests))
 
     def signed(self, request: WebhookRequest, at: datetime) -> tuple[bytes, dict[str, str]]:
@@ -115,6 +117,7 @@ class HttpWebhookSender(WebhookSender):
             return outcome
 
     async def close(self) -> None:
+        """Close the connection pool (a later send opens a new one)."""
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()

@@ -51,6 +51,8 @@ class TargetGuard(WebhookTargets):
         return sorted({str(info[4][0]) for info in infos})
 
     async def check(self, url: str) -> None:
+        """Raise PrivateTargetRefused unless every address of the URL's host is public (or
+        private targets are allowed)."""
         if self.allow_private:
             return
         host = urlsplit(url).hostname or ""
