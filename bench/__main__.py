@@ -1,4 +1,4 @@
-"""`python -m bench [--only B1,B5] [--quick] [--write | --no-write]`: run, print, record.
+"""`python -m bench [B6 ...] [--only B1,B5] [--quick] [--write | --no-write]`: run, print, record.
 
 A full run writes docs/benchmarks.md and bench/results.json; a selection or a quick smoke run
 writes them only when asked (`--write`), so a partial run never overwrites the full figures.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import attrs
 
-from bench import b1_throughput, b2_fanout, b3_push, b4_claims, b5_policy
+from bench import b1_throughput, b2_fanout, b3_push, b4_claims, b5_policy, b6_storm
 from bench.report import Figure, Outcome, machine, markdown, results_json, table
 from bench.stack import OUT, ROOT, BenchError, Context, Databases, Sink, raise_nofile
 
@@ -32,13 +32,15 @@ BENCHMARKS: dict[str, tuple[str, Runner]] = {
     "B3": ("push to 1,000 streams", b3_push.run),
     "B4": ("claim contention", b4_claims.run),
     "B5": ("policy plan", b5_policy.run),
+    "B6": ("storm of escalations", b6_storm.run),
 }
-ORDER = ("B5", "B1", "B2", "B3", "B4")
+ORDER = ("B5", "B1", "B2", "B3", "B4", "B6")
 FINDINGS = ROOT / "bench" / "findings.md"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("names", nargs="*", help="benchmarks to run, e.g. b6 (same as --only)")
     parser.add_argument("--only", default="", help="comma-separated, e.g. B1,B5 (default: all)")
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
     parser.add_argument(
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         saved, saved_facts = _load(run)
         _write(saved, saved_facts, json.loads((run / "meta.json").read_text()))
         return 0
-    wanted = [n.strip().upper() for n in args.only.split(",") if n.strip()]
+    wanted = [n.strip().upper() for n in args.only.split(",") + args.names if n.strip()]
     unknown = [n for n in wanted if n not in BENCHMARKS]
     if unknown:
         print(f"bench: unknown benchmark {', '.join(unknown)}; choose from {', '.join(ORDER)}")

@@ -3,8 +3,9 @@
 Run by the harness as `python -m bench.sink --port P`. It answers one JSON line per command read
 from stdin: `stats` (count, first and last acceptance on the monotonic clock, which every process
 of this machine shares), `reset` (`reset keep` also keeps the messages), `times` (when each was
-accepted), `dump PATH` (the kept messages as JSON lines, for the raw aiosmtplib baseline to send
-again), and `quit`. End of input stops it too.
+accepted), `dump PATH` (the kept messages as JSON lines with the time each was accepted, for
+the raw aiosmtplib baseline to send again and for counting who got what), and `quit`. End of
+input stops it too.
 """
 
 from __future__ import annotations
@@ -57,9 +58,10 @@ class Counting:
     def dump(self, path: str) -> int:
         with self.lock:
             kept = list(self.kept)
+            times = list(self.times[-len(kept) :]) if kept else []
         with open(path, "w", encoding="utf-8") as out:
-            for mail_from, rcpts, content in kept:
-                row = {"from": mail_from, "to": rcpts, "data": content.decode("latin-1")}
+            for (mail_from, rcpts, content), at in zip(kept, times, strict=True):
+                row = {"from": mail_from, "to": rcpts, "data": content.decode("latin-1"), "t": at}
                 out.write(json.dumps(row) + "\n")
         return len(kept)
 

@@ -139,6 +139,17 @@ class Databases:
         await ensure_schema(self.url(name))
         return name
 
+    async def empty(self, label: str) -> str:
+        """A new database with no schema (for a program that makes its own); returns its name."""
+        name = f"{self.prefix}_{label}"
+        conn = await self._admin()
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        self.made.append(name)
+        return name
+
     async def drop_all(self) -> None:
         if not self.made:
             return

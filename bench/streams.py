@@ -1,11 +1,15 @@
 """Holds many SSE streams open from one process and notes when each escalation reaches each one.
 
 Run by the harness as `python -m bench.streams --port P --tokens FILE`. It opens one stream per
-token (a few at a time), waits for each stream's first comment (from then on its member is
-online), and prints one JSON line: how many opened. Then, per command line on stdin:
+token (a few at a time), waits for each stream's first event, `stream.ready` (from then on its
+member is online), and prints one JSON line: how many opened. Then, per command line on stdin:
 `wait HANDOFF_ID SECONDS` prints the monotonic arrival time of that escalation's event on every
-stream that got it (and how many did not); `quit` closes everything. Raw sockets, not httpx: a
-thousand httpx streams would cost this process more CPU than the server spends pushing to them.
+stream that got it (and how many did not); `collect COUNT SECONDS` waits until at least COUNT
+escalation events have arrived on all streams together (or the time is up), prints each as
+[handoff id, stream index in the token list, arrival] and forgets them (for storms, where each
+escalation reaches only its own account's streams); `quit` closes everything. Raw sockets, not
+httpx: a thousand httpx streams would cost this process more CPU than the server spends pushing
+to them.
 """
 
 from __future__ import annotations
@@ -35,8 +39,10 @@ class Streams:
         self.complete: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self.tasks: list[asyncio.Task[None]] = []
         self.writers: list[asyncio.StreamWriter] = []
+        self.held: list[tuple[str, int, float]] = []
+        self.more = asyncio.Event()
 
-    async def one(self, token: str, online: asyncio.Event) -> None:
+    async def one(self, index: int, token: str, online: asyncio.Event) -> None:
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
         except OSError as exc:
@@ -61,13 +67,16 @@ class Streams:
                 now = time.monotonic()
                 buffer += chunk
                 for event in sse_events(buffer):
-                    if event.get("comment") == "online" and not online.is_set():
+                    ready = event.get("event") == "stream.ready" or event.get("comment") == "online"
+                    if ready and not online.is_set():
                         self.opened += 1
                         online.set()
                     elif event.get("event") == "escalation.created":
                         handoff_id = json.loads(event["data"])["handoff_id"]
                         got = self.arrivals[handoff_id]
                         got.append(now)
+                        self.held.append((handoff_id, index, now))
+                        self.more.set()
                         if len(got) >= self.opened:
                             self.complete[handoff_id].set()
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
@@ -80,13 +89,15 @@ class Streams:
         started = time.monotonic()
         slots = asyncio.Semaphore(OPEN_AT_ONCE)
 
-        async def start(token: str) -> None:
+        async def start(index: int, token: str) -> None:
             async with slots:
                 online = asyncio.Event()
-                self.tasks.append(asyncio.create_task(self.one(token, online)))
+                self.tasks.append(asyncio.create_task(self.one(index, token, online)))
                 await online.wait()
 
-        await asyncio.wait_for(asyncio.gather(*(start(t) for t in tokens)), OPEN_SECONDS)
+        await asyncio.wait_for(
+            asyncio.gather(*(start(i, t) for i, t in enumerate(tokens))), OPEN_SECONDS
+        )
         return {
             "opened": self.opened,
             "failed": len(self.failed),
@@ -100,6 +111,16 @@ class Streams:
                 await asyncio.wait_for(self.complete[handoff_id].wait(), seconds)
         got = list(self.arrivals[handoff_id])
         return {"arrivals": got, "missing": self.opened - len(got)}
+
+    async def collect(self, count: int, seconds: float) -> dict[str, object]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while len(self.held) < count and loop.time() < deadline:
+            self.more.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.more.wait(), deadline - loop.time())
+        held, self.held = self.held, []
+        return {"events": held, "count": len(held)}
 
     async def close(self) -> None:
         for task in self.tasks:
@@ -121,6 +142,8 @@ async def serve(port: int, tokens: list[str]) -> None:
                 break
             if command[0] == "wait" and len(command) == 3:
                 answer = await streams.wait(command[1], float(command[2]))
+            elif command[0] == "collect" and len(command) == 3:
+                answer = await streams.collect(int(command[1]), float(command[2]))
             else:
                 answer = {"error": f"unknown command {line.strip()!r}"}
             print(json.dumps(answer), flush=True)

@@ -2,8 +2,7 @@
 
 import pytest
 
-from handoff_core import DeliveryService, HandoffService, MemberService
-from handoff_core.services.common import StreamAnnouncer
+from handoff_core.bootstrap import wire
 from handoff_memory import (
     ManualClock,
     MemoryDatabase,
@@ -17,17 +16,17 @@ from handoff_memory import (
 async def test_an_online_senior_is_pushed_and_an_offline_one_emailed() -> None:
     db, clock, mail = MemoryDatabase(), ManualClock(), RecordingMailSender()
     presence, hub = MemoryPresence(), RecordingPushHub()
-    members = MemberService(db, clock)
+    library = wire(db, clock, mail, presence=presence, hub=hub)  # the service's own wiring
     for who in ("eve", "sam", "kim"):
-        await members.upsert("acme", who, email=f"{who}@acme.test", name=who, role="engineer")
+        await library.members.upsert(
+            "acme", who, email=f"{who}@acme.test", name=who, role="engineer"
+        )
     presence.enter("acme", "sam")  # sam has a live stream open
 
-    announcer = StreamAnnouncer(hub)
-    handoffs = HandoffService(db, clock, presence=presence, announcer=announcer)
+    handoffs = library.handoffs
     session = await handoffs.start_session("acme", "eve", "VPN drops every 10 minutes")
     escalation = await handoffs.escalate("acme", "eve", session.id, "Checked the MTU")
-    delivery = DeliveryService(db, clock, mail, presence=presence, announcer=announcer)
-    await delivery.dispatch("acme", escalation.id)
+    await library.delivery.dispatch("acme", escalation.id)
 
     assert [e.type for e in hub.received_by("acme", "sam")] == ["escalation.created"]
     assert list(mail.sent) == ["kim@acme.test"]  # offline: email

@@ -334,6 +334,12 @@ class Presence(Protocol):
         ...
 
 
+class Dispatcher(Protocol):
+    """Sends an escalation's deliveries soon after its commit, off the caller's path."""
+
+    def kick(self, account_id: str, handoff_id: str) -> None: ...
+
+
 class Announcer(Protocol):
     """Told, after a commit, of the timeline and stream events it wrote; never of a rollback."""
 

@@ -6,17 +6,14 @@ import pytest
 
 from handoff_core import (
     AlreadyClaimed,
-    DeliveryService,
     DeliveryStatus,
-    HandoffService,
     HandoffStatus,
     IdempotencyConflict,
     InvalidTransition,
-    MemberService,
     NoticeKind,
-    Queries,
     SessionStatus,
 )
+from handoff_core.bootstrap import wire
 from handoff_core.ports import UnitOfWorkFactory
 from handoff_memory import ManualClock, RecordingMailSender
 
@@ -25,10 +22,11 @@ class World:
     def __init__(self, db: UnitOfWorkFactory) -> None:
         self.clock = ManualClock()
         self.mail = RecordingMailSender()
-        self.members = MemberService(db, self.clock)
-        self.handoffs = HandoffService(db, self.clock)
-        self.delivery = DeliveryService(db, self.clock, self.mail)
-        self.queries = Queries(db)
+        library = wire(db, self.clock, self.mail)
+        self.members = library.members
+        self.handoffs = library.handoffs
+        self.delivery = library.delivery
+        self.queries = library.queries
 
     async def team(self, account: str = "acme") -> None:
         for member_id, role in [

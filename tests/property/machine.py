@@ -27,24 +27,21 @@ from tests.property.model import ModelMember, ModelPolicy, ModelSession, Refusal
 from handoff_core import (
     AlreadyClaimed,
     Delivery,
-    DeliveryService,
     DeliveryStatus,
     EscalationPolicy,
     Forbidden,
     Handoff,
     HandoffError,
-    HandoffService,
     HandoffStatus,
     Intent,
     Member,
-    MemberService,
     NotFound,
-    Queries,
     Role,
     Session,
     SessionStatus,
     TimelineEvent,
 )
+from handoff_core.bootstrap import wire
 from handoff_memory import (
     ManualClock,
     MemoryDatabase,
@@ -82,16 +79,13 @@ class HandoffMachine(RuleBasedStateMachine):
         def make_id() -> str:
             return f"x{next(numbers)}"
 
-        self.members = MemberService(self.db, self.clock)
-        self.service = HandoffService(self.db, self.clock, presence=self.presence, make_id=make_id)
-        self.delivery = DeliveryService(
-            self.db,
-            self.clock,
-            RecordingMailSender(),
-            presence=self.presence,
-            make_id=make_id,
+        library = wire(
+            self.db, self.clock, RecordingMailSender(), presence=self.presence, make_id=make_id
         )
-        self.queries = Queries(self.db)
+        self.members = library.members
+        self.service = library.handoffs
+        self.delivery = library.delivery
+        self.queries = library.queries
         self.model = World()
         self.seen: Stored | None = None
 

@@ -23,14 +23,10 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from handoff_app.live import LogSource, StreamGuard
 from handoff_core import (
     Channel,
-    DeliveryService,
     DeliveryStatus,
     HandoffError,
-    HandoffService,
-    MemberService,
-    StreamService,
 )
-from handoff_core.services.common import StreamAnnouncer
+from handoff_core.bootstrap import wire
 from handoff_memory import ManualClock, MemoryDatabase, MemoryPresence, RecordingMailSender
 from handoff_push import InProcessHub, Subscription
 
@@ -72,20 +68,23 @@ class StreamMachine(RuleBasedStateMachine):
         self.clock = ManualClock()
         self.presence = MemoryPresence()
         self.hub = InProcessHub(LogSource(self.db))
-        announcer = StreamAnnouncer(self.hub)
         numbers = count(1)
 
         def make_id() -> str:  # ids in step order, so a replayed program draws the same
             return f"x{next(numbers):04d}"
 
-        self.members = MemberService(self.db, self.clock)
-        self.handoffs = HandoffService(
-            self.db, self.clock, presence=self.presence, announcer=announcer, make_id=make_id
+        library = wire(
+            self.db,
+            self.clock,
+            RecordingMailSender(),
+            presence=self.presence,
+            hub=self.hub,
+            make_id=make_id,
         )
-        self.delivery = DeliveryService(
-            self.db, self.clock, RecordingMailSender(), presence=self.presence, announcer=announcer
-        )
-        self.streams = StreamService(self.db, self.clock)
+        self.members = library.members
+        self.handoffs = library.handoffs
+        self.delivery = library.delivery
+        self.streams = library.streams
         self.guard = StreamGuard(self.hub, self.db)
         self.events: list[ModelEvent] = []
         self.current = set(PEOPLE)

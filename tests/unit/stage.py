@@ -27,8 +27,8 @@ from handoff_core import (
     StreamService,
     TimelineEvent,
 )
+from handoff_core.bootstrap import wire
 from handoff_core.links import ClaimLinks
-from handoff_core.services.common import StreamAnnouncer
 from handoff_memory import (
     ManualClock,
     MemoryDatabase,
@@ -186,26 +186,18 @@ def build_stage(
     settings = DeliverySettings(
         public_url=public_url, retry=retry or RetrySchedule(), claim_links=links
     )
-    announcer = StreamAnnouncer(hub)
+    library = wire(db, clock, mail, presence=presence, hub=hub, settings=settings, make_id=make_id)
     return Stage(
         db=db,
         clock=clock,
         mail=mail,
         presence=presence,
         hub=hub,
-        members=MemberService(db, clock),
-        handoffs=HandoffService(db, clock, presence=presence, announcer=announcer, make_id=make_id),
-        delivery=DeliveryService(
-            db,
-            clock,
-            mail,
-            presence=presence,
-            announcer=announcer,
-            settings=settings,
-            make_id=make_id,
-        ),
-        queries=Queries(db),
-        streams=StreamService(db, clock),
+        members=library.members,
+        handoffs=library.handoffs,
+        delivery=library.delivery,
+        queries=library.queries,
+        streams=library.streams,
         links=links,
     )
 

@@ -27,7 +27,7 @@ from handoff_app.container import SystemClock, build_services
 from handoff_app.settings import Settings
 from handoff_core import HandoffService, MemberService
 from handoff_sql import SqlDatabase
-from handoff_sql.database import BEGIN_MODE
+from handoff_sql.statements import BEGIN_MODE
 from handoff_sql.tables import deliveries, sessions
 
 ACCOUNT = "acme"

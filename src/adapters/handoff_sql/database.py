@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from attrs import frozen
 from sqlalchemy import event
@@ -23,15 +23,13 @@ from sqlalchemy.pool import NullPool
 
 from handoff_core.errors import StorageUnavailable
 from handoff_core.ports import Clock
-
-if TYPE_CHECKING:
-    from handoff_sql.presence import SqlPresence
-    from handoff_sql.uow import SqlUnitOfWork
+from handoff_sql.presence import SqlPresence
+from handoff_sql.statements import BEGIN_MODE, translated
+from handoff_sql.uow import SqlUnitOfWork
 
 DEFAULT_URL = "sqlite+aiosqlite:///./handoff.db"
 DEFAULT_BUSY_TIMEOUT = 15.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
-BEGIN_MODE = "handoff_begin"
 
 _DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -254,6 +252,11 @@ class SqlDatabase:
         return self.target.dialect
 
     @property
+    def where(self) -> str:
+        """The database's URL as it may be shown: no password."""
+        return self.target.show()
+
+    @property
     def engine(self) -> AsyncEngine:
         """The SQLAlchemy async engine, made on first use (and again after `close`)."""
         if self._engine is None:
@@ -278,14 +281,11 @@ class SqlDatabase:
         await self.close()
 
     def __call__(self) -> SqlUnitOfWork:
-        from handoff_sql.uow import SqlUnitOfWork
-
+        """A fresh unit of work on this database."""
         return SqlUnitOfWork(self)
 
     def presence(self, clock: Clock | None = None) -> SqlPresence:
         """Presence kept in this database, so every process sees every stream."""
-        from handoff_sql.presence import SqlPresence
-
         return SqlPresence(self, clock)
 
     async def ping(self) -> bool:
@@ -306,8 +306,6 @@ class SqlDatabase:
         Raises StorageUnavailable when the database cannot be reached.
         """
         from sqlalchemy import text
-
-        from handoff_sql.uow import translated
 
         with translated(self.target.show(), "read the schema revision"):
             async with self.engine.connect() as conn:

@@ -10,9 +10,9 @@ import sqlalchemy as sa
 
 from handoff_core.figures import CLAIM_BUCKETS, StoreFigures
 from handoff_core.model import DeliveryStatus, Intent
-from handoff_sql.database import BEGIN_MODE, SqlDatabase
+from handoff_sql.database import SqlDatabase
+from handoff_sql.statements import BEGIN_MODE, translated
 from handoff_sql.tables import deliveries, handoffs, presence
-from handoff_sql.uow import translated
 
 
 def _seconds_between(dialect: str, start: Any, end: Any) -> Any:

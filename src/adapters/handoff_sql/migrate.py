@@ -23,8 +23,8 @@ from sqlalchemy.pool import NullPool
 
 from handoff_core.errors import StorageUnavailable
 from handoff_sql.database import DEFAULT_URL, DatabaseUrl, SqlDatabase, build_engine
+from handoff_sql.statements import translated
 from handoff_sql.tables import metadata
-from handoff_sql.uow import translated
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Any fixed number: concurrent upgrades on PostgreSQL (several servers starting) take turns.

@@ -25,7 +25,8 @@ from handoff_core.model import (
 from handoff_core.ports import Deliveries, Stream, Timeline
 from handoff_core.stream import StreamEvent
 from handoff_sql import rows
-from handoff_sql.repositories import SqlRepository, upsert_insert
+from handoff_sql.repositories import SqlRepository
+from handoff_sql.statements import upsert_insert
 from handoff_sql.tables import deliveries, handoffs, stream_events, stream_heads, timeline
 
 CANCELLED_REASON = "the escalation was closed"

@@ -9,18 +9,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
 from handoff_core.ports import Clock, Presence
-from handoff_sql.database import BEGIN_MODE
-from handoff_sql.repositories import upsert_insert
+from handoff_sql.statements import BEGIN_MODE, Store, translated, upsert_insert
 from handoff_sql.tables import presence
-from handoff_sql.uow import translated
-
-if TYPE_CHECKING:
-    from handoff_sql.database import SqlDatabase
 
 # PostgreSQL takes at most 32,767 parameters in one statement; stay well below.
 _CHUNK = 1_000
@@ -44,10 +39,10 @@ class SqlPresence(Presence):
     the middle of an escalation's unit of work, and on SQLite it reads without the write lock.
     """
 
-    def __init__(self, database: SqlDatabase, clock: Clock | None = None) -> None:
+    def __init__(self, database: Store, clock: Clock | None = None) -> None:
         self._db = database
         self._clock: Clock = clock or _SystemClock()
-        self._where = database.target.show()
+        self._where = database.where
         self._mine: dict[str, tuple[str, str]] = {}  # streams this process opened
 
     async def _write(self, statement: Any, doing: str) -> int:

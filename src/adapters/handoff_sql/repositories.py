@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from handoff_core.errors import Conflict, IdempotencyConflict
 from handoff_core.links import LoginLink
@@ -27,19 +26,12 @@ from handoff_core.model import (
 from handoff_core.ports import Handoffs, LoginLinks, Members, Policies, Sessions, Webhooks
 from handoff_core.webhooks import WebhookEndpoint
 from handoff_sql import rows
+from handoff_sql.statements import Statements, upsert_insert
 from handoff_sql.tables import handoffs, login_links, members, policies, sessions, webhooks
-
-if TYPE_CHECKING:
-    from handoff_sql.uow import SqlUnitOfWork
-
-
-def upsert_insert(dialect: str, table: sa.Table) -> Any:
-    """An INSERT that can say ON CONFLICT, in the dialect's own spelling."""
-    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
 class SqlRepository:
-    def __init__(self, uow: SqlUnitOfWork) -> None:
+    def __init__(self, uow: Statements) -> None:
         self._uow = uow
 
 

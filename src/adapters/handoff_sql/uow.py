@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 
-from handoff_core.errors import Conflict, StorageUnavailable
 from handoff_core.ports import UnitOfWork
 from handoff_sql.outbox import SqlDeliveries, SqlStream, SqlTimeline
 from handoff_sql.repositories import (
@@ -26,71 +23,20 @@ from handoff_sql.repositories import (
     SqlSessions,
     SqlWebhooks,
 )
-
-if TYPE_CHECKING:
-    from handoff_sql.database import SqlDatabase
+from handoff_sql.statements import Params, Store, reason, translated
 
 log = logging.getLogger("handoff.sql")
-
-Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
-
-
-def _reason(exc: BaseException) -> str:
-    """The driver's own words, first line only: never the SQL or its parameters."""
-    cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
-    words = str(cause).strip().splitlines()
-    text = words[0] if words else ""
-    return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
-
-
-# PostgreSQL SQLSTATE classes that mean "could not get a usable connection": connection exception,
-# bad credentials, no such database, server shutting down or starting, too many connections.
-_UNREACHABLE_STATES = ("08", "28", "3D000", "57P", "53300")
-
-
-def is_unavailable(exc: BaseException) -> bool:
-    """Failures of reaching or keeping the database, as opposed to mistakes in what was asked."""
-    if isinstance(exc, sa_exc.DBAPIError):
-        return (
-            exc.connection_invalidated
-            or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
-            or str(getattr(exc.orig, "sqlstate", "") or "").startswith(_UNREACHABLE_STATES)
-        )
-    return isinstance(exc, OSError | TimeoutError | sa_exc.TimeoutError)
-
-
-@contextlib.contextmanager
-def translated(where: str, doing: str) -> Iterator[None]:
-    """Raise the core's errors for the database's. `where` names the database (no password)."""
-    try:
-        yield
-    except sa_exc.IntegrityError as exc:
-        raise Conflict(f"the database refused to {doing}: {_reason(exc)}") from exc
-    except Exception as exc:
-        if not is_unavailable(exc):
-            raise
-        lost = isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
-        what = "lost the connection to" if lost else "could not use"
-        outcome = (
-            "the transaction either committed whole or not at all"
-            if doing == "commit"
-            else "its transaction was rolled back and nothing was written"
-        )
-        raise StorageUnavailable(
-            f"storage unavailable: {what} the database {where} while trying to {doing} "
-            f"({_reason(exc)}); {outcome}"
-        ) from exc
 
 
 class SqlUnitOfWork(UnitOfWork):
     """`async with uow:` opens a connection and a transaction; leaving the block without
     `commit()` rolls it back, so nothing half-done is ever seen by anyone else."""
 
-    def __init__(self, database: SqlDatabase) -> None:
+    def __init__(self, database: Store) -> None:
         self._db = database
         self._conn: AsyncConnection | None = None
         self._holds_writer = False
-        self._where = database.target.show()
+        self._where = database.where
         self.members = SqlMembers(self)
         self.sessions = SqlSessions(self)
         self.handoffs = SqlHandoffs(self)
@@ -179,7 +125,7 @@ class SqlUnitOfWork(UnitOfWork):
                 try:
                     await conn.rollback()
                 except Exception as exc:
-                    log.warning("rollback failed", extra={"error": _reason(exc)})
+                    log.warning("rollback failed", extra={"error": reason(exc)})
                     with contextlib.suppress(Exception):
                         await conn.invalidate()
         finally:

@@ -1,4 +1,6 @@
-"""The composition root: the one place that knows every adapter and wires them from settings."""
+"""The composition root: the one place that knows every adapter. `open_adapters` opens them from
+the settings (and owns their lifecycles), `wire_services` wires the service over any adapters
+through the core's one wiring, `handoff_core.bootstrap.wire`."""
 
 from __future__ import annotations
 
@@ -6,23 +8,16 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-import punq
 from attrs import define
 
-from handoff_app.live import (
-    BackgroundDispatch,
-    LiveHub,
-    LivePresence,
-    LogSource,
-    ServiceAnnouncer,
-    StreamGuard,
-)
+from handoff_app.live import BackgroundDispatch, LiveHub, LivePresence, LogSource, StreamGuard
 from handoff_app.metrics import HeartbeatDelivery
 from handoff_app.settings import Settings
+from handoff_core.bootstrap import wire
 from handoff_core.errors import HandoffError
 from handoff_core.figures import StoreFigures
 from handoff_core.links import ClaimLinks
-from handoff_core.ports import Clock, MailSender, UnitOfWorkFactory
+from handoff_core.ports import Clock, MailSender, UnitOfWorkFactory, WebhookSender, WebhookTargets
 from handoff_core.retry import RetrySchedule
 from handoff_core.services.delivery import DeliveryService, DeliverySettings
 from handoff_core.services.handoffs import HandoffService
@@ -35,7 +30,10 @@ log = logging.getLogger("handoff.app")
 
 
 class SystemClock:
+    """The wall clock, in UTC."""
+
     def now(self) -> datetime:
+        """Now, timezone-aware UTC."""
         return datetime.now(UTC)
 
 
@@ -141,20 +139,35 @@ def claim_links_of(settings: Settings, clock: Clock) -> ClaimLinks | None:
     return ClaimLinks(settings.link_key, settings.public_url, clock, ttl)
 
 
-async def build_services(settings: Settings, *, clock: Clock | None = None) -> Services:
-    """Open what needs opening (database, hub) and wire the services with punq."""
-    from handoff_mail import check_address
+@define
+class Adapters:
+    """What the services run on, opened from the settings: the store, the clock, mail, live
+    push and presence, outgoing webhooks and their target check, and what closes them (newest
+    last)."""
+
+    uow: UnitOfWorkFactory
+    clock: Clock
+    mail: MailSender
+    hub: LiveHub
+    presence: LivePresence
+    ready: Callable[[], Awaitable[bool]]
+    closers: list[Callable[[], Awaitable[None]]]
+    webhooks: WebhookSender | None = None
+    targets: WebhookTargets | None = None
+
+
+async def open_adapters(settings: Settings, *, clock: Clock | None = None) -> Adapters:
+    """Open what needs opening (the database, the push hub, the SMTP pool) for `settings`.
+    Raises StorageUnavailable (and SchemaNotCurrent on PostgreSQL) when the store cannot serve."""
     from handoff_push import InProcessPresence
+    from handoff_webhook import HttpWebhookSender, WebhookSettings
 
     uow, db_presence, ready, closers = await _store(settings)
     hub = await _hub(settings, uow)
     closers.append(hub.close)
-    presence: LivePresence = db_presence or InProcessPresence()
     mail, close_mail = _mail_sender(settings)
     if close_mail is not None:
         closers.append(close_mail)
-    from handoff_webhook import HttpWebhookSender, WebhookSettings
-
     hooks = HttpWebhookSender(
         WebhookSettings(
             timeout_seconds=settings.webhook_timeout_seconds,
@@ -163,19 +176,42 @@ async def build_services(settings: Settings, *, clock: Clock | None = None) -> S
         )
     )
     closers.append(hooks.close)
+    return Adapters(
+        uow=uow,
+        clock=clock or SystemClock(),
+        mail=mail,
+        hub=hub,
+        presence=db_presence or InProcessPresence(),
+        ready=ready,
+        closers=closers,
+        webhooks=hooks,
+        targets=hooks.guard,
+    )
 
-    container = punq.Container()
-    container.register(Settings, instance=settings)
-    container.register(Clock, instance=clock or SystemClock())
-    the_clock = container.resolve(Clock)
-    claim_links = claim_links_of(settings, the_clock)
-    announcer = ServiceAnnouncer(hub, None)
-    delivery = HeartbeatDelivery(
-        uow,
-        the_clock,
-        mail,
-        presence=presence,
-        announcer=announcer,
+
+def wire_services(settings: Settings, adapters: Adapters) -> Services:
+    """The service over `adapters`: the core's one wiring (`handoff_core.bootstrap.wire`), with
+    background dispatch after each escalation, the stream guard and the store's figures."""
+    from handoff_mail import check_address
+
+    claim_links = claim_links_of(settings, adapters.clock)
+    made: dict[str, BackgroundDispatch] = {}
+
+    def dispatcher(delivery: DeliveryService) -> BackgroundDispatch:
+        made["dispatch"] = BackgroundDispatch(delivery, settings.dispatch_concurrency)
+        return made["dispatch"]
+
+    library = wire(
+        adapters.uow,
+        adapters.clock,
+        adapters.mail,
+        presence=adapters.presence,
+        hub=adapters.hub,
+        dispatcher=dispatcher,
+        check_address=check_address,
+        delivery_type=HeartbeatDelivery,
+        webhooks=adapters.webhooks,
+        targets=adapters.targets,
         settings=DeliverySettings(
             public_url=settings.public_url,
             lease_seconds=settings.worker_lease_seconds,
@@ -187,39 +223,31 @@ async def build_services(settings: Settings, *, clock: Clock | None = None) -> S
                 attempts=settings.retry_attempts,
             ),
         ),
-        webhooks=hooks,
     )
-    dispatch = BackgroundDispatch(delivery, settings.dispatch_concurrency)
-    announcer.attach(dispatch)
-    container.register(DeliveryService, instance=delivery)
-    container.register(
-        HandoffService,
-        factory=lambda: HandoffService(uow, the_clock, presence=presence, announcer=announcer),
-    )
-    container.register(
-        MemberService, factory=lambda: MemberService(uow, the_clock, check_address=check_address)
-    )
-    container.register(Queries, factory=lambda: Queries(uow))
-    container.register(WebhookService, factory=lambda: WebhookService(uow, the_clock, hooks.guard))
     return Services(
         settings=settings,
-        clock=the_clock,
-        uow=uow,
-        handoffs=container.resolve(HandoffService),
-        members=container.resolve(MemberService),
-        queries=container.resolve(Queries),
-        streams=StreamService(uow, the_clock),
-        delivery=delivery,
-        webhooks=container.resolve(WebhookService),
-        dispatch=dispatch,
-        hub=hub,
-        guard=StreamGuard(hub, uow),
-        presence=presence,
+        clock=adapters.clock,
+        uow=adapters.uow,
+        handoffs=library.handoffs,
+        members=library.members,
+        queries=library.queries,
+        streams=library.streams,
+        delivery=library.delivery,
+        webhooks=library.webhooks,
+        dispatch=made["dispatch"],
+        hub=adapters.hub,
+        guard=StreamGuard(adapters.hub, adapters.uow),
+        presence=adapters.presence,
         claim_links=claim_links,
-        ready=ready,
-        closers=closers,
-        figures=_figures(settings, uow, the_clock),
+        ready=adapters.ready,
+        closers=adapters.closers,
+        figures=_figures(settings, adapters.uow, adapters.clock),
     )
+
+
+async def build_services(settings: Settings, *, clock: Clock | None = None) -> Services:
+    """`wire_services` over `open_adapters`: what the HTTP API, the worker and the CLI run."""
+    return wire_services(settings, await open_adapters(settings, clock=clock))
 
 
 def _figures(

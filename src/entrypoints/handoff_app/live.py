@@ -1,4 +1,5 @@
-"""What the service adds around the core after a commit: push events and background dispatch."""
+"""What the service adds around the core: the stream relay's ports, the stream guard and the
+background dispatch that sends an escalation's deliveries right after its commit."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from collections.abc import Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
-from handoff_core.model import EventType, TimelineEvent
 from handoff_core.ports import UnitOfWorkFactory
 from handoff_core.services.delivery import DeliveryService
 from handoff_core.stream import StreamEvent
@@ -146,6 +146,7 @@ class BackgroundDispatch:
         self._tasks: set[asyncio.Task[int]] = set()
 
     def kick(self, account_id: str, handoff_id: str) -> None:
+        """Send this escalation's deliveries now, in the background (the Dispatcher port)."""
         task = asyncio.get_running_loop().create_task(self._run(account_id, handoff_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -160,29 +161,3 @@ class BackgroundDispatch:
         _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
         for task in pending:
             task.cancel()
-
-
-class ServiceAnnouncer:
-    """After commit: an escalation's deliveries are sent at once in the background, and every
-    stream event goes to the relay of every process, which hands it to the streams in order."""
-
-    def __init__(self, hub: LiveHub, dispatch: BackgroundDispatch | None) -> None:
-        self._hub = hub
-        self._dispatch = dispatch
-
-    def attach(self, dispatch: BackgroundDispatch) -> None:
-        self._dispatch = dispatch
-
-    async def committed(
-        self, events: Sequence[TimelineEvent], stream: Sequence[StreamEvent] = ()
-    ) -> None:
-        if stream:
-            try:
-                await self._hub.publish(stream)
-            except Exception:
-                # The stream log has them: the relays catch up within a guard period.
-                log.exception("could not publish stream events")
-        for event in events:
-            escalated = event.type is EventType.SESSION_ESCALATED
-            if escalated and self._dispatch is not None and event.handoff_id is not None:
-                self._dispatch.kick(event.account_id, event.handoff_id)

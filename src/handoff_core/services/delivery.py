@@ -85,12 +85,14 @@ class DeliveryService:
         async def lane() -> int:
             done = 0
             try:
+                limit = self._settings.dispatch_batch_size
                 while leased := await self._sender.lease(
-                    account_id=account_id,
-                    handoff_id=handoff_id,
-                    limit=self._settings.dispatch_batch_size,
+                    account_id=account_id, handoff_id=handoff_id, limit=limit
                 ):
-                    done += await self._sender.deliver(leased)
+                    delivered = await self._sender.deliver(leased)
+                    done += delivered.sent
+                    if len(leased) < limit and not delivered.added:
+                        break  # it took all that was due, and sending made nothing new
             except Exception:
                 log.exception("dispatch failed", extra={"handoff_id": handoff_id, "sent": done})
             return done
@@ -106,7 +108,7 @@ class DeliveryService:
         await self._followups.email_unseen_pushes()
         await self._prune_stream()
         leased = await self._sender.lease()
-        return await self._sender.deliver(leased) if leased else 0
+        return (await self._sender.deliver(leased)).sent if leased else 0
 
     async def run(self, stop: asyncio.Event, poll_seconds: float = 1.0) -> None:
         """Work until `stop` is set, then give back whatever is still leased."""

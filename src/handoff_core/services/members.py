@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import attrs
 
@@ -94,10 +94,10 @@ class MemberService:
         account_id: str,
         member_id: str,
         *,
-        email: object,
-        name: object,
-        role: object,
-        active: object = True,
+        email: str,
+        name: str,
+        role: Role | str,
+        active: bool = True,
         actor_id: str | None = None,
     ) -> Member:
         """Create or update a member; a soft-deleted member put again comes back.
@@ -161,9 +161,15 @@ class MemberService:
             return await uow.policies.get(account_id) or EscalationPolicy()
 
     async def set_policy(
-        self, account_id: str, raw: object, *, actor_id: str | None = None
+        self,
+        account_id: str,
+        raw: EscalationPolicy | Mapping[str, object],
+        *,
+        actor_id: str | None = None,
     ) -> EscalationPolicy:
-        """Replace the account's policy; escalations already raised keep the one they copied."""
+        """Replace the account's policy (SPEC §5; the API's JSON shape or a policy); escalations
+        already raised keep the one they copied. Raises ValidationError naming the field, and
+        NotAMember/Forbidden when `actor_id` is not a current admin or owner."""
         policy = raw if isinstance(raw, EscalationPolicy) else EscalationPolicy.from_dict(raw)
         async with self._uow() as uow:
             if actor_id is not None:

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import timedelta
 
-from attrs import define, field
+from attrs import define, field, frozen
 
 from handoff_core.links import ClaimLinks
 from handoff_core.model import (
@@ -77,6 +77,14 @@ class DeliverySettings:
     dispatch_batch_size: int = 500  # right after commit: larger batches, fewer round trips
     stream_keep_seconds: float = 7 * 24 * 3600.0  # replayable stream history; older is a reset
     claim_links: ClaimLinks | None = None  # each email's own claim link; None: the inbox's URL
+
+
+@frozen
+class Delivered:
+    """What sending one batch did: notices sent, and deliveries it added (due at once)."""
+
+    sent: int
+    added: int
 
 
 @define
@@ -142,8 +150,9 @@ class Sender:
             self.held.discard(token)
         return leased
 
-    async def deliver(self, leased: Sequence[Delivery]) -> int:
-        """Send a leased batch and record it; how many were sent.
+    async def deliver(self, leased: Sequence[Delivery]) -> Delivered:
+        """Send a leased batch and record it: how many were sent, and how many deliveries it
+        added (fallback emails, due at once).
 
         Webhooks go apart from the notices, one group per endpoint, each recorded as soon as it
         is done: an endpoint that hangs holds back only its own records (SPEC §14)."""
@@ -160,20 +169,20 @@ class Sender:
             if self._still_due(d, batch):
                 (pushes if d.channel is Channel.PUSH else emails).append(d)
 
-        async def send_notices() -> int:
+        async def send_notices() -> Delivered:
             if not notices:
-                return 0
+                return Delivered(sent=0, added=0)
             fallbacks = await self._push(pushes, batch)
             await self._email(emails, batch)
             return await self._record(notices, batch, fallbacks)
 
         try:
-            counts = await asyncio.gather(
+            done = await asyncio.gather(
                 send_notices(), *(self._hook(group, batch) for group in hooks.values())
             )
         finally:
             self.held.difference_update({d.leased_by for d in leased if d.leased_by})
-        return sum(counts)
+        return Delivered(sent=sum(d.sent for d in done), added=sum(d.added for d in done))
 
     def _hook_due(self, d: Delivery, batch: _Batch) -> bool:
         """A webhook goes while its endpoint exists and still wants the event; one announcing
@@ -195,7 +204,7 @@ class Sender:
             return True
         return False
 
-    async def _hook(self, group: list[Delivery], batch: _Batch) -> int:
+    async def _hook(self, group: list[Delivery], batch: _Batch) -> Delivered:
         """Send one endpoint's deliveries of a batch and record them."""
         due = [d for d in group if self._hook_due(d, batch)]
         if due and self._webhooks is not None:
@@ -349,7 +358,7 @@ class Sender:
 
     async def _record(
         self, leased: Sequence[Delivery], batch: _Batch, fallbacks: dict[str, Delivery]
-    ) -> int:
+    ) -> Delivered:
         at = self._clock.now()
         async with self._uow() as uow:
             recorded = await uow.deliveries.record_many(leased)
@@ -389,7 +398,9 @@ class Sender:
                 await uow.deliveries.add_many(kept)
             await uow.commit()
         await announce(self._announcer, events)
-        return sum(1 for d in leased if d.status is DeliveryStatus.SENT)
+        return Delivered(
+            sent=sum(1 for d in leased if d.status is DeliveryStatus.SENT), added=len(kept)
+        )
 
     async def release(self) -> int:
         """Give back every lease this sender holds and has not recorded yet."""

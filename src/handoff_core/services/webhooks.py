@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from attrs import frozen
 
-from handoff_core.errors import NotFound
+from handoff_core.errors import NotFound, ValidationError
 from handoff_core.model import check_id
 from handoff_core.ports import Clock, UnitOfWorkFactory, WebhookTargets
 from handoff_core.services.common import acting_member
@@ -24,7 +24,10 @@ class WebhookService:
     """Create, change, list and remove webhook endpoints. Every method takes the acting member,
     who must be a current admin or owner of the account."""
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, targets: WebhookTargets) -> None:
+    def __init__(
+        self, uow: UnitOfWorkFactory, clock: Clock, targets: WebhookTargets | None
+    ) -> None:
+        """`targets` vets each URL (`handoff_webhook.TargetGuard`); None refuses every one."""
         self._uow = uow
         self._clock = clock
         self._targets = targets
@@ -47,6 +50,10 @@ class WebhookService:
         checked = check_url(url)
         async with self._uow() as uow:
             (await acting_member(uow, account_id, actor_id)).require_manager()
+        if self._targets is None:
+            raise ValidationError(
+                "url", "no webhook target check is wired (handoff_webhook.TargetGuard)"
+            )
         await self._targets.check(checked)  # resolves the host: outside any transaction
         now = self._clock.now()
         async with self._uow() as uow:
