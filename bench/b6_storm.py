@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
@@ -41,6 +42,11 @@ from bench.storm import Listeners, Storm, Target, run_storm, settler
 from bench.wire import HttpConnection
 
 CLIENTS = 8
+# The PostgreSQL layout the README gives for storms: `serve --no-worker` sends nothing itself and
+# one `handoff worker` beside it sends SPLIT batches at once on SMTP_POOL connections (a second
+# core for the mail path). BENCH_B6_SPLIT=0 measures one `serve` process as shipped.
+SPLIT = int(os.environ.get("BENCH_B6_SPLIT", "4"))
+SMTP_POOL = int(os.environ.get("BENCH_B6_POOL", "8"))
 SENIORS = 20
 ONLINE = SENIORS // 4  # seniors per account holding a stream in the mixed storm
 WARM = 2  # escalations per client before the first storm (server and reference alike)
@@ -205,7 +211,8 @@ async def run(ctx: Context) -> Outcome:
     name = await ctx.databases.fresh("b6")
     teams = [team(f"b6-account-{i}", SENIORS) for i in range(CLIENTS)]
     await mirror(Databases.url(name), teams)
-    server = ctx.server(name, "b6")
+    pool = {"HANDOFF_SMTP_URL": f"smtp://127.0.0.1:{ctx.sink.port}?pool={SMTP_POOL}"}
+    server = ctx.server(name, "b6", split=SPLIT, env=pool if SMTP_POOL else None)
     storms = Storms()
     async with running(server):
         handoff = await _handoff(server, name, teams, per_client, 2 * rounds)

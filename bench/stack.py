@@ -179,8 +179,13 @@ class Server:
         sql_log: bool = False,
         env: Mapping[str, str] | None = None,
         profile: bool = False,
+        split: int = 0,
     ) -> None:
+        """`split` > 0: the PostgreSQL layout for storms (README, "Running on PostgreSQL"): `serve
+        --no-worker` sends nothing itself (HANDOFF_DISPATCH_CONCURRENCY=0) and one `handoff
+        worker` process beside it sends `split` batches at once, woken by each commit."""
         self.port = free_port()
+        self.split = split
         self.name = name
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"{name}.log"
@@ -196,9 +201,15 @@ class Server:
             **({"BENCH_SQL_LOG": str(self.sql_log)} if self.sql_log else {}),
             **(env or {}),
         }
+        if split:
+            settings["HANDOFF_DISPATCH_CONCURRENCY"] = "0"
+            settings["HANDOFF_WORKER_LANES"] = str(split)
+            settings["HANDOFF_WORKER_POLL_SECONDS"] = "5"
+            worker = False
         self._env = child_env(settings)
         self._workdir = workdir
         self._args = ["--port", str(self.port), *([] if worker else ["--no-worker"])]
+        self._worker: asyncio.subprocess.Process | None = None
         self.process: asyncio.subprocess.Process | None = None
         self._profile = workdir / f"{name}.pyspy.txt" if profile else None
         self._spy: subprocess.Popen[bytes] | None = None
@@ -210,6 +221,14 @@ class Server:
         return self.process.pid
 
     async def start(self) -> None:
+        if self.split:
+            worker_log = self._workdir / f"{self.name}-worker.log"
+            with worker_log.open("wb") as log:
+                self._worker = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "handoff_app.cli", "worker",
+                    env=self._env, cwd=self._workdir, stdout=log, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )  # fmt: skip
         with self.log_path.open("wb") as log:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "bench.server", *self._args,
@@ -253,6 +272,14 @@ class Server:
             from bench.profile import detach
 
             await asyncio.to_thread(detach, spy, self._profile)
+        worker, self._worker = self._worker, None
+        if worker is not None and worker.returncode is None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(worker.wait(), STOP_SECONDS)
+            except TimeoutError:
+                worker.kill()
+                await worker.wait()
         process, self.process = self.process, None
         if process is None or process.returncode is not None:
             return

@@ -51,6 +51,11 @@ class Members(Protocol):
         """Active, not deleted members holding one of `roles`."""
         ...
 
+    async def owners_for_update(self, account_id: str) -> list[Member]:
+        """The account's current owners, held until the unit of work ends: a concurrent change
+        to an owner waits, so two owners demoting each other cannot both see the other stay."""
+        ...
+
     async def save(self, member: Member) -> None:
         """Insert or replace the member with this (account_id, id)."""
         ...

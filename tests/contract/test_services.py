@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 
 from handoff_core import (
     AlreadyClaimed,
+    Conflict,
     DeliveryStatus,
+    Forbidden,
     HandoffStatus,
     IdempotencyConflict,
     InvalidTransition,
@@ -175,3 +180,59 @@ async def test_a_refused_escalation_changes_nothing(world: World) -> None:
     assert (stored.status, stored.handoff_count) == (SessionStatus.PAUSED, 1)
     assert len(await world.queries.handoffs_of("acme", "alice", session.id)) == 1
     assert len(await world.queries.timeline("acme", "alice", session.id)) == 2
+
+
+class FirstCommitHeld:
+    """The store, except that the first unit of work to commit waits at its commit until the
+    test lets it go: the window in which a second change runs beside it."""
+
+    def __init__(self, db: UnitOfWorkFactory) -> None:
+        self.db = db
+        self.reached = asyncio.Event()
+        self.release = asyncio.Event()
+        self.armed = False
+
+    def __call__(self) -> Any:
+        uow = self.db()
+        if self.armed:
+            self.armed = False
+            commit = uow.commit
+
+            async def held() -> None:
+                self.reached.set()
+                await self.release.wait()
+                await commit()
+
+            uow.commit = held  # type: ignore[method-assign]
+        return uow
+
+
+async def test_two_owners_demoting_each_other_at_once_leave_one_owner(
+    db: UnitOfWorkFactory,
+) -> None:
+    """The last-owner guard holds under a race (SPEC §13): the second change runs while the first
+    waits at its commit; on PostgreSQL the owners are locked, so it waits and then sees the
+    first, and is refused."""
+    held = FirstCommitHeld(db)
+    members = wire(held, ManualClock(), RecordingMailSender()).members
+    for owner in ("ann", "ben"):
+        await members.upsert("acme", owner, email=f"{owner}@acme.test", name=owner, role="owner")
+
+    async def demote(who: str, by: str) -> object:
+        try:
+            return await members.upsert(
+                "acme", who, email=f"{who}@acme.test", name=who, role="engineer", actor_id=by
+            )
+        except (Conflict, Forbidden) as refused:  # the last owner, or no longer an owner
+            return refused
+
+    held.armed = True
+    first = asyncio.create_task(demote("ann", "ben"))
+    await held.reached.wait()
+    second = asyncio.create_task(demote("ben", "ann"))
+    await asyncio.sleep(0.3)  # the second change runs as far as it can
+    held.release.set()
+    outcomes = await asyncio.gather(first, second)
+    assert sum(isinstance(o, Conflict | Forbidden) for o in outcomes) == 1
+    left = [m for m in await members.members("acme") if m.role == "owner"]
+    assert len(left) == 1

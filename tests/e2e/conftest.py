@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from tests.e2e.people import SECRET, Api, seed
+from tests.e2e.servers import serving
 
 from handoff_app.container import Services, build_services
 from handoff_app.http import create_app
@@ -109,3 +111,37 @@ def api(client: httpx.AsyncClient, settings: Settings) -> Api:
 @pytest.fixture
 def maildir(settings: Settings) -> Path:
     return Path(settings.maildir)
+
+
+@pytest.fixture
+async def base_url(app: FastAPI) -> AsyncIterator[str]:
+    """The app served by a real uvicorn on 127.0.0.1 (streams need a real socket)."""
+    async with serving(app) as url:
+        yield url
+
+
+@pytest.fixture
+async def remote(base_url: str, settings: Settings) -> AsyncIterator[Api]:
+    """The API over the real socket."""
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        yield Api(client, settings)
+
+
+@pytest.fixture
+def access_log() -> Iterator[list[str]]:
+    """What uvicorn's access log prints, as formatted lines."""
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    logger = logging.getLogger("uvicorn.access")
+    handler, level = Keep(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

@@ -65,6 +65,11 @@ async def seed(services: Services) -> None:
                 await services.members.remove(account_id, member_id)
 
 
+def token(settings: Settings, who: tuple[str, str]) -> str:
+    """A token for `who` = (account, member)."""
+    return mint_token(settings, *who)
+
+
 def bearer(settings: Settings, account_id: str, member_id: str, ttl: float = 600) -> dict[str, str]:
     return {"Authorization": f"Bearer {mint_token(settings, account_id, member_id, ttl)}"}
 

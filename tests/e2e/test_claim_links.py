@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -230,26 +228,6 @@ async def test_an_odd_claim_post_is_refused_plainly_never_a_500(
     r = await client.post(path, content=body, headers=headers)
     assert r.status_code == 403 and "Not claimed" in r.text
     assert (await handoff_of(api, handoff_id))["status"] == "open"
-
-
-@pytest.fixture
-def access_log() -> Iterator[list[str]]:
-    """What uvicorn's access log prints, as formatted lines."""
-    lines: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(self.format(record))
-
-    logger = logging.getLogger("uvicorn.access")
-    handler, level = Keep(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield lines
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 async def test_claim_tokens_and_sign_in_codes_never_reach_the_access_log(

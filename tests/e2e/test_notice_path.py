@@ -4,41 +4,23 @@ frozen stream, a removed member, a policy that leaves engineers out, claims that
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from tests.e2e.conftest import make_settings, prepared
-from tests.e2e.people import Api, eventually, recipients
-from tests.e2e.servers import open_stream, serving
+from tests.e2e.people import Api, eventually, recipients, token
+from tests.e2e.servers import open_stream
 from tests.mail.conftest import SinkServer
 
 from handoff_app.container import Services
-from handoff_app.http import create_app, mint_token
+from handoff_app.http import create_app
 from handoff_app.settings import Settings
 
 ERIN = ("acme", "erin")
 EVE = ("acme", "eve")
 ADAM = ("acme", "adam")
 OLGA = ("acme", "olga")
-
-
-@pytest.fixture
-async def base_url(app: FastAPI) -> AsyncIterator[str]:
-    async with serving(app) as url:
-        yield url
-
-
-@pytest.fixture
-async def remote(base_url: str, settings: Settings) -> AsyncIterator[Api]:
-    async with httpx.AsyncClient(base_url=base_url) as client:
-        yield Api(client, settings)
-
-
-def token(settings: Settings, who: tuple[str, str]) -> str:
-    return mint_token(settings, *who)
 
 
 async def test_a_claim_right_after_the_escalation_never_overtakes_it(

@@ -2,40 +2,19 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import FastAPI
-from tests.e2e.people import API, Api, eventually, recipients
-from tests.e2e.servers import open_stream, serving
+from tests.e2e.people import API, Api, eventually, recipients, token
+from tests.e2e.servers import open_stream
 
 from handoff_app.container import Services
-from handoff_app.http import mint_token
 from handoff_app.settings import Settings
 
 ERIN = ("acme", "erin")
 EVE = ("acme", "eve")
 ADAM = ("acme", "adam")
-
-
-@pytest.fixture
-async def base_url(app: FastAPI) -> AsyncIterator[str]:
-    async with serving(app) as url:
-        yield url
-
-
-@pytest.fixture
-async def remote(base_url: str, settings: Settings) -> AsyncIterator[Api]:
-    """The API over the real socket."""
-    async with httpx.AsyncClient(base_url=base_url) as client:
-        yield Api(client, settings)
-
-
-def token(settings: Settings, who: tuple[str, str]) -> str:
-    return mint_token(settings, *who)
 
 
 async def test_an_online_senior_gets_the_push_and_no_email(
@@ -184,26 +163,6 @@ async def test_a_last_event_id_the_stream_never_sent_is_422(
     async with httpx.AsyncClient(base_url=base_url) as client:
         r = await client.get(f"{API}/escalations/stream", headers=headers)
     assert (r.status_code, r.json()["field"]) == (422, "Last-Event-ID")
-
-
-@pytest.fixture
-def access_log() -> Iterator[list[str]]:
-    """What uvicorn's access log prints, as formatted lines."""
-    lines: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(self.format(record))
-
-    logger = logging.getLogger("uvicorn.access")
-    handler, level = Keep(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield lines
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 async def test_a_query_token_opens_the_stream_and_never_reaches_the_access_log(

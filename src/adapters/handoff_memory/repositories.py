@@ -59,6 +59,10 @@ class MemoryMembers(Members):
         found = (self._s.members.get((account_id, m)) for m in sorted(set(member_ids)))
         return [clone(m) for m in found if m is not None]
 
+    async def owners_for_update(self, account_id: str) -> list[Member]:
+        """One unit of work holds the store at a time: reading is holding."""
+        return [m for m in await self.current(account_id) if m.active and m.role is Role.OWNER]
+
     async def eligible(self, account_id: str, roles: Collection[Role]) -> list[Member]:
         return [m for m in await self.current(account_id) if m.active and m.role in roles]
 

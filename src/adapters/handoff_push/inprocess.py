@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import Protocol
 
 from handoff_core.ports import Presence, PushHub
@@ -109,6 +109,7 @@ class InProcessHub(PushHub):
         self._subs: dict[str, set[Subscription]] = defaultdict(set)
         self._by_member: dict[tuple[str, str], set[Subscription]] = defaultdict(set)
         self._cursor: dict[str, int] = {}
+        self._watchers: list[Callable[[], None]] = []
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def publish(self, events: Sequence[StreamEvent]) -> None:
@@ -127,6 +128,8 @@ class InProcessHub(PushHub):
     async def heard(self, account_id: str, events: Sequence[StreamEvent], seq: int = 0) -> None:
         """Events of one account were committed (or, with no events, the account reached `seq`):
         hand out, in order, whatever this process's streams of the account have not had."""
+        for watcher in self._watchers:
+            watcher()
         if account_id not in self._cursor:
             return  # nobody listens here; the first subscriber starts from the log's head
         async with self._locks[account_id]:
@@ -201,6 +204,11 @@ class InProcessHub(PushHub):
             self._by_member[key].discard(sub)
             if not self._by_member[key]:
                 del self._by_member[key]
+
+    def on_event(self, watcher: Callable[[], None]) -> None:
+        """Call `watcher` (cheap, synchronous) whenever an event is heard, of any account: a
+        delivery worker wakes on it instead of polling."""
+        self._watchers.append(watcher)
 
     def listeners(self) -> list[tuple[str, str]]:
         """(account_id, member_id) of every open stream of this process, once each."""

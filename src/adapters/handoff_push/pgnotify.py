@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -164,6 +164,10 @@ class PgNotifyHub(PushHub):
     async def catch_up(self, account_id: str) -> None:
         """Read what the log holds past this process's cursor: a notification may be lost."""
         await self._local.catch_up(account_id)
+
+    def on_event(self, watcher: Callable[[], None]) -> None:
+        """Call `watcher` whenever a notification is heard (from any process)."""
+        self._local.on_event(watcher)
 
     def listeners(self) -> list[tuple[str, str]]:
         """(account_id, member_id) of every open stream of this process, once each."""

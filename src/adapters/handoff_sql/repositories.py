@@ -54,6 +54,22 @@ class SqlMembers(SqlRepository, Members):
     async def current(self, account_id: str) -> list[Member]:
         return await self._listed(account_id)
 
+    async def owners_for_update(self, account_id: str) -> list[Member]:
+        """SELECT … FOR UPDATE on PostgreSQL (in id order, so two callers never deadlock);
+        SQLite's unit of work already holds the only write lock."""
+        query = (
+            sa.select(members)
+            .where(
+                members.c.account_id == account_id,
+                members.c.deleted_at.is_(None),
+                members.c.active.is_(True),
+                members.c.role == Role.OWNER,
+            )
+            .order_by(members.c.id)
+            .with_for_update()
+        )
+        return [rows.member_of(r) for r in (await self._uow.execute(query)).mappings()]
+
     async def get_many(self, account_id: str, member_ids: Collection[str]) -> list[Member]:
         if not member_ids:
             return []

@@ -191,7 +191,11 @@ async def _worker(args: argparse.Namespace, settings: Settings) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         print(f"handoff worker {services.delivery.worker_id} running; SIGTERM stops it", flush=True)
-        await services.delivery.run(stop, poll_seconds=settings.worker_poll_seconds)
+        wake = asyncio.Event()
+        services.hub.on_event(wake.set)  # PostgreSQL: a commit anywhere wakes this worker
+        await services.delivery.run(
+            stop, poll_seconds=settings.worker_poll_seconds, lanes=settings.worker_lanes, wake=wake
+        )
         return 0
     finally:
         await services.close()

@@ -198,7 +198,7 @@ def wire_services(settings: Settings, adapters: Adapters) -> Services:
     made: dict[str, BackgroundDispatch] = {}
 
     def dispatcher(delivery: DeliveryService) -> BackgroundDispatch:
-        made["dispatch"] = BackgroundDispatch(delivery, settings.dispatch_concurrency)
+        made["dispatch"] = BackgroundDispatch(delivery, max(1, settings.dispatch_concurrency))
         return made["dispatch"]
 
     library = wire(
@@ -207,7 +207,7 @@ def wire_services(settings: Settings, adapters: Adapters) -> Services:
         adapters.mail,
         presence=adapters.presence,
         hub=adapters.hub,
-        dispatcher=dispatcher,
+        dispatcher=dispatcher if settings.dispatch_concurrency else None,
         check_address=check_address,
         delivery_type=HeartbeatDelivery,
         webhooks=adapters.webhooks,
@@ -234,7 +234,7 @@ def wire_services(settings: Settings, adapters: Adapters) -> Services:
         streams=library.streams,
         delivery=library.delivery,
         webhooks=library.webhooks,
-        dispatch=made["dispatch"],
+        dispatch=made.get("dispatch") or BackgroundDispatch(library.delivery, 1),
         hub=adapters.hub,
         guard=StreamGuard(adapters.hub, adapters.uow),
         presence=adapters.presence,

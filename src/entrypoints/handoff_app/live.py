@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
@@ -37,6 +37,8 @@ class LiveHub(Protocol):
     def subscribe(self, account_id: str, member_id: str) -> AbstractAsyncContextManager[Inbox]: ...
 
     async def catch_up(self, account_id: str) -> None: ...
+
+    def on_event(self, watcher: Callable[[], None]) -> None: ...
 
     def listeners(self) -> list[tuple[str, str]]: ...
 

@@ -127,7 +127,8 @@ class Settings:
     worker_batch: int = 100
     body_limit_bytes: int = 512 * 1024
     heartbeat_seconds: float = 15.0
-    dispatch_concurrency: int = 8
+    dispatch_concurrency: int = 8  # 0: nothing is sent from this process's requests
+    worker_lanes: int = 1  # batches a worker sends at once
     webhook_allow_private: bool = False
     webhook_timeout_seconds: float = 10.0
     webhook_per_endpoint: int = 4
@@ -210,7 +211,8 @@ class Settings:
                 env, "HANDOFF_BODY_LIMIT_BYTES", int, 512 * 1024, 1024, 64 << 20
             ),
             heartbeat_seconds=_number(env, "HANDOFF_HEARTBEAT_SECONDS", float, 15.0, 0.05, 3600),
-            dispatch_concurrency=_number(env, "HANDOFF_DISPATCH_CONCURRENCY", int, 8, 1, 256),
+            dispatch_concurrency=_number(env, "HANDOFF_DISPATCH_CONCURRENCY", int, 8, 0, 256),
+            worker_lanes=_number(env, "HANDOFF_WORKER_LANES", int, 1, 1, 32),
             webhook_allow_private=_flag(env, "HANDOFF_WEBHOOK_ALLOW_PRIVATE"),
             webhook_timeout_seconds=_number(
                 env, "HANDOFF_WEBHOOK_TIMEOUT_SECONDS", float, 10.0, 0.05, 300

@@ -7,7 +7,6 @@ The send pipeline is `services.sending`, the timed follow-ups `services.followup
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import datetime, timedelta
 
@@ -107,23 +106,39 @@ class DeliveryService:
         await self._followups.remind_due()
         await self._followups.email_unseen_pushes()
         await self._prune_stream()
-        leased = await self._sender.lease()
-        return (await self._sender.deliver(leased)).sent if leased else 0
+        return await self._send_once()
 
-    async def run(self, stop: asyncio.Event, poll_seconds: float = 1.0) -> None:
-        """Work until `stop` is set, then give back whatever is still leased."""
-        try:
+    async def run(
+        self,
+        stop: asyncio.Event,
+        poll_seconds: float = 1.0,
+        *,
+        lanes: int = 1,
+        wake: asyncio.Event | None = None,
+    ) -> None:
+        """Work until `stop` is set, then give back whatever is still leased.
+
+        `lanes` batches are sent at once (the first lane also raises the follow-ups); an idle lane
+        looks again after `poll_seconds`, or as soon as `wake` is set (a commit somewhere)."""
+
+        async def lane(first: bool) -> None:
             while not stop.is_set():
                 try:
-                    busy = await self.run_once()
+                    busy = await (self.run_once() if first else self._send_once())
                 except Exception:
                     log.exception("worker pass failed", extra={"worker": self.worker_id})
                     busy = 0
                 if not busy:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), timeout=poll_seconds)
+                    await _idle(stop, wake, poll_seconds)
+
+        try:
+            await asyncio.gather(*(lane(i == 0) for i in range(max(1, lanes))))
         finally:
             await self.release()
+
+    async def _send_once(self) -> int:
+        leased = await self._sender.lease()
+        return (await self._sender.deliver(leased)).sent if leased else 0
 
     async def release(self) -> int:
         """Give back every lease this service holds and has not recorded yet."""
@@ -158,3 +173,17 @@ class DeliveryService:
     async def email_unseen_pushes(self) -> int:
         """Email the recipients of pushes not marked seen in time; how many."""
         return await self._followups.email_unseen_pushes()
+
+
+async def _idle(stop: asyncio.Event, wake: asyncio.Event | None, seconds: float) -> None:
+    """Wait up to `seconds` for `stop` or `wake`; a wake is used up by those it woke."""
+    waits = [asyncio.ensure_future(stop.wait())]
+    if wake is not None:
+        waits.append(asyncio.ensure_future(wake.wait()))
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiting in waits:
+            waiting.cancel()
+    if wake is not None:
+        wake.clear()

@@ -60,9 +60,7 @@ def check_address_shape(address: str) -> str:
 async def _keep_an_owner(uow: UnitOfWork, account_id: str, member_id: str, doing: str) -> None:
     """Refuse a change over the API that would leave the account without a current owner. The
     host's own sync (no actor) is trusted to know better: it is how an owner is replaced."""
-    owners = {
-        m.id for m in await uow.members.current(account_id) if m.is_current and m.role == Role.OWNER
-    }
+    owners = {m.id for m in await uow.members.owners_for_update(account_id)}
     if owners == {member_id}:
         raise Conflict(
             f"{member_id} is the account's last owner: make another member owner before you "
