@@ -62,14 +62,13 @@ def check_url(value: object) -> str:
         raise ValidationError("url", f"must be an ASCII URL of at most {URL_MAX} characters")
     try:
         parts = urlsplit(url)
-        port = parts.port
+        _ = parts.port  # a port that is not a number from 0 to 65535 raises ValueError here
     except ValueError:
         raise ValidationError("url", "is not a valid URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValidationError("url", "must be an absolute http:// or https:// URL")
     if parts.username is not None or parts.password is not None:
         raise ValidationError("url", "must not carry a user name or password")
-    del port
     return url
 
 
