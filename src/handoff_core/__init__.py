@@ -28,6 +28,7 @@ from handoff_core.model import (
     Role,
     Session,
     SessionStatus,
+    Tier,
     TimelineEvent,
 )
 from handoff_core.notice import Notice, NoticeBody
@@ -38,7 +39,9 @@ from handoff_core.services.handoffs import HandoffService
 from handoff_core.services.members import MemberService
 from handoff_core.services.queries import EscalationStats, Queries
 from handoff_core.services.streams import Replay, StreamService
+from handoff_core.services.webhooks import Registered, WebhookService
 from handoff_core.stream import StreamEvent, StreamEventType
+from handoff_core.webhooks import WebhookEndpoint, WebhookFormat, WebhookRequest
 
 __all__ = [
     "AlreadyClaimed",
@@ -66,6 +69,7 @@ __all__ = [
     "NoticeBody",
     "NoticeKind",
     "Queries",
+    "Registered",
     "Replay",
     "RetrySchedule",
     "Role",
@@ -76,6 +80,11 @@ __all__ = [
     "StreamEvent",
     "StreamEventType",
     "StreamService",
+    "Tier",
     "TimelineEvent",
     "ValidationError",
+    "WebhookEndpoint",
+    "WebhookFormat",
+    "WebhookRequest",
+    "WebhookService",
 ]

@@ -24,6 +24,8 @@ from handoff_core.ports import (
     Presence,
     PushHub,
     UnitOfWorkFactory,
+    WebhookSender,
+    WebhookTargets,
 )
 from handoff_core.services.common import SilentAnnouncer, StreamAnnouncer
 from handoff_core.services.delivery import DeliveryService, DeliverySettings
@@ -31,18 +33,20 @@ from handoff_core.services.handoffs import HandoffService
 from handoff_core.services.members import AddressCheck, MemberService, check_address_shape
 from handoff_core.services.queries import Queries
 from handoff_core.services.streams import StreamService
+from handoff_core.services.webhooks import WebhookService
 from handoff_core.stream import StreamEvent
 
 
 @frozen
 class Library:
-    """The use cases of SPEC §4-§5 and §10, wired over one set of adapters."""
+    """The use cases of SPEC §4-§5, §10 and §14, wired over one set of adapters."""
 
     handoffs: HandoffService
     members: MemberService
     queries: Queries
     streams: StreamService
     delivery: DeliveryService
+    webhooks: WebhookService
 
 
 class DispatchingAnnouncer:
@@ -74,6 +78,8 @@ def wire(
     check_address: AddressCheck = check_address_shape,
     make_id: IdFactory = new_id,
     delivery_type: type[DeliveryService] = DeliveryService,
+    webhooks: WebhookSender | None = None,
+    targets: WebhookTargets | None = None,
 ) -> Library:
     """The use cases over these adapters.
 
@@ -81,6 +87,8 @@ def wire(
     stream event (None: nobody listens live); `dispatcher`, given the delivery service, returns
     what sends an escalation's deliveries right after its commit (None: the worker sends them on
     its next pass). `make_id` makes every new id (a counter makes tests replayable).
+    `webhooks` posts the `webhook` channel and `targets` vets endpoint URLs (SPEC §14; both
+    from `handoff_webhook`): without `targets` no endpoint can be registered.
     """
     published: Announcer = StreamAnnouncer(hub) if hub is not None else SilentAnnouncer()
     delivery = delivery_type(
@@ -91,6 +99,7 @@ def wire(
         announcer=published,
         settings=settings,
         make_id=make_id,
+        webhooks=webhooks,
     )
     on_commit = (
         published if dispatcher is None else DispatchingAnnouncer(published, dispatcher(delivery))
@@ -103,4 +112,5 @@ def wire(
         queries=Queries(uow),
         streams=StreamService(uow, clock),
         delivery=delivery,
+        webhooks=WebhookService(uow, clock, targets),
     )

@@ -71,6 +71,7 @@ class Channel(StrEnum):
 
     EMAIL = "email"
     PUSH = "push"
+    WEBHOOK = "webhook"
 
 
 class NoticeKind(StrEnum):
@@ -78,6 +79,7 @@ class NoticeKind(StrEnum):
 
     ESCALATION = "escalation"
     REMINDER = "reminder"
+    CLOSURE = "closure"  # webhooks only: the escalation was claimed or withdrawn
 
 
 class DeliveryStatus(StrEnum):
@@ -103,6 +105,7 @@ class EventType(StrEnum):
     ESCALATION_CLAIMED = "escalation.claimed"
     ESCALATION_WITHDRAWN = "escalation.withdrawn"
     ESCALATION_REMINDED = "escalation.reminded"
+    ESCALATION_TIER_REACHED = "escalation.tier_reached"
     SESSION_RESOLVED = "session.resolved"
     DELIVERY_SENT = "delivery.sent"
     DELIVERY_FAILED = "delivery.failed"
@@ -473,12 +476,62 @@ def _bounded_int(field_name: str, value: object, low: int, high: int) -> int:
     return value
 
 
+MAX_TIERS = 5
+TIER_AFTER_MAX_SECONDS = 7 * 24 * 3600
+_ROLE_ORDER = (Role.OWNER, Role.ADMIN, Role.ENGINEER)
+
+
+def _ordered(roles: frozenset[Role]) -> list[str]:
+    return [r.value for r in _ROLE_ORDER if r in roles]
+
+
+@frozen
+class Tier:
+    """One step of an escalation (SPEC §14): members of `roles` are told `after_seconds` after
+    it was raised, if nobody has claimed it by then."""
+
+    roles: frozenset[Role]
+    after_seconds: int = 0
+
+    def to_dict(self) -> JsonObject:
+        """The API's shape: `{"roles": [...], "after_seconds": N}`, roles in a stable order."""
+        return {"roles": _ordered(self.roles), "after_seconds": self.after_seconds}
+
+
+def _tiers(value: object) -> tuple[Tier, ...]:
+    """The API's `tiers`: 1 to MAX_TIERS of `{"roles": [...], "after_seconds": N}`, the first
+    at 0 s, strictly ascending."""
+    if not isinstance(value, list | tuple):
+        raise ValidationError("tiers", "must be a list of {roles, after_seconds}")
+    if not 1 <= len(value) <= MAX_TIERS:
+        raise ValidationError("tiers", f"must hold between 1 and {MAX_TIERS} tiers")
+    tiers: list[Tier] = []
+    for index, raw in enumerate(value):
+        where = f"tiers[{index}]"
+        if isinstance(raw, Tier):
+            raw = raw.to_dict()
+        if not isinstance(raw, dict) or set(raw) - {"roles", "after_seconds"} or "roles" not in raw:
+            raise ValidationError(where, "must be an object with roles and after_seconds")
+        try:
+            roles = _policy_roles(raw["roles"])
+        except ValidationError as exc:
+            raise ValidationError(where, exc.detail) from None
+        after = _bounded_int(where, raw.get("after_seconds", 0), 0, TIER_AFTER_MAX_SECONDS)
+        if index == 0 and after != 0:
+            raise ValidationError(where, "the first tier must be at after_seconds 0")
+        if tiers and after <= tiers[-1].after_seconds:
+            raise ValidationError(where, "after_seconds must be greater than the tier before")
+        tiers.append(Tier(roles=roles, after_seconds=after))
+    return tuple(tiers)
+
+
 @frozen
 class EscalationPolicy:
     """Who hears of an escalation, on which channel, and how often they are reminded.
 
     Copied into each escalation when it is raised, so editing an account's policy never changes
-    an escalation already in flight.
+    an escalation already in flight. `tiers` is empty for the plain policy (everyone of `roles`
+    at once); with tiers, `roles` is the union of theirs (SPEC §14).
     """
 
     roles: frozenset[Role] = SENIOR_ROLES
@@ -486,10 +539,14 @@ class EscalationPolicy:
     remind_after_seconds: int = DEFAULT_REMIND_AFTER_SECONDS
     max_reminders: int = DEFAULT_MAX_REMINDERS
     push_confirm_seconds: int = DEFAULT_PUSH_CONFIRM_SECONDS
+    tiers: tuple[Tier, ...] = ()
 
     @classmethod
     def from_dict(cls, raw: object) -> EscalationPolicy:
-        """Parse the API's shape; absent fields keep their defaults, unknown ones are refused."""
+        """Parse the API's shape; absent fields keep their defaults, unknown ones are refused.
+
+        `tiers` and `roles` may both be given only if `roles` is the union of the tiers' roles;
+        one tier at 0 s is the same policy as `roles` alone. Raises ValidationError."""
         if not isinstance(raw, dict):
             raise ValidationError("policy", "must be a JSON object")
         known = {
@@ -498,13 +555,26 @@ class EscalationPolicy:
             "remind_after_seconds",
             "max_reminders",
             "push_confirm_seconds",
+            "tiers",
         }
         for key in raw:
             if key not in known:
                 raise ValidationError(str(key), "is not a policy field")
         default = cls()
+        roles = _policy_roles(raw["roles"]) if "roles" in raw else default.roles
+        tiers: tuple[Tier, ...] = ()
+        if raw.get("tiers") is not None:
+            tiers = _tiers(raw["tiers"])
+            union = frozenset().union(*(t.roles for t in tiers))
+            if "roles" in raw and roles != union:
+                raise ValidationError(
+                    "roles", "must be the union of the tiers' roles, or be left out"
+                )
+            roles = union
+            if len(tiers) == 1:
+                tiers = ()
         return cls(
-            roles=_policy_roles(raw["roles"]) if "roles" in raw else default.roles,
+            roles=roles,
             email_online_too=_bool("email_online_too", raw.get("email_online_too", False)),
             remind_after_seconds=_bounded_int(
                 "remind_after_seconds",
@@ -524,17 +594,40 @@ class EscalationPolicy:
                 0,
                 PUSH_CONFIRM_MAX_SECONDS,
             ),
+            tiers=tiers,
         )
 
+    @property
+    def steps(self) -> tuple[Tier, ...]:
+        """The tiers in force: the listed ones, or one tier of `roles` at 0 s."""
+        return self.tiers or (Tier(roles=self.roles, after_seconds=0),)
+
+    def new_roles(self, tier: int) -> frozenset[Role]:
+        """The roles tier `tier` (1-based) tells that no earlier tier told."""
+        steps = self.steps
+        earlier = frozenset().union(*(t.roles for t in steps[: tier - 1]))
+        return steps[tier - 1].roles - earlier
+
+    def roles_through(self, tier: int) -> frozenset[Role]:
+        """The roles told once tiers 1 … `tier` were reached: who reminders go to."""
+        return frozenset().union(*(t.roles for t in self.steps[:tier]))
+
+    def tier_at(self, raised_at: datetime, tier: int) -> datetime | None:
+        """When tier `tier` (1-based) is due, or None when the policy has no such tier."""
+        steps = self.steps
+        if not 1 <= tier <= len(steps):
+            return None
+        return raised_at + timedelta(seconds=steps[tier - 1].after_seconds)
+
     def to_dict(self) -> JsonObject:
-        """The API's shape of the policy (roles in a stable order)."""
-        order = [Role.OWNER, Role.ADMIN, Role.ENGINEER]
+        """The API's shape of the policy (roles in a stable order; `tiers` as in force)."""
         return {
-            "roles": [r.value for r in order if r in self.roles],
+            "roles": _ordered(self.roles),
             "email_online_too": self.email_online_too,
             "remind_after_seconds": self.remind_after_seconds,
             "max_reminders": self.max_reminders,
             "push_confirm_seconds": self.push_confirm_seconds,
+            "tiers": [t.to_dict() for t in self.steps],
         }
 
     def reminder_at(self, raised_at: datetime, round: int) -> datetime | None:
@@ -582,6 +675,8 @@ class Handoff:
     policy: EscalationPolicy | None = None
     reminders_sent: int = 0
     next_reminder_at: datetime | None = None
+    tiers_reached: int = 1  # an escalation's first tier is told when it is raised
+    next_tier_at: datetime | None = None
     idempotency_key: str | None = None
     request_fingerprint: str | None = None
 
@@ -612,6 +707,7 @@ class Handoff:
         )
         if policy is not None and intent is Intent.ESCALATE:
             handoff.next_reminder_at = policy.reminder_at(now, 1)
+            handoff.next_tier_at = policy.tier_at(now, 2)
         return handoff
 
     @property
@@ -652,6 +748,7 @@ class Handoff:
         self.claimed_at = now
         self.closed_at = now
         self.next_reminder_at = None
+        self.next_tier_at = None
 
     def close(self, status: HandoffStatus, now: datetime) -> None:
         """Open → `status` (resumed or withdrawn); raises InvalidTransition if closed."""
@@ -659,6 +756,7 @@ class Handoff:
         self.status = status
         self.closed_at = now
         self.next_reminder_at = None
+        self.next_tier_at = None
 
 
 # --- deliveries ---------------------------------------------------------------------------------
@@ -687,6 +785,7 @@ class Delivery:
     stream_seq: int | None = None  # a push: the id of its event on the recipient's stream
     confirm_by: datetime | None = None  # a push sent: seen by then, or an email goes as well
     seen_at: datetime | None = None
+    payload: JsonObject | None = None  # a webhook: the event it carries (SPEC §14)
 
     @property
     def message_id(self) -> str:

@@ -13,6 +13,7 @@ from handoff_core.model import (
     Handoff,
     Member,
     NoticeKind,
+    Role,
 )
 
 IdFactory = Callable[[], str]
@@ -25,10 +26,14 @@ def new_id() -> str:
 
 
 def recipients(
-    policy: EscalationPolicy, members: Iterable[Member], escalator_id: str
+    policy: EscalationPolicy,
+    members: Iterable[Member],
+    escalator_id: str,
+    roles: Collection[Role] | None = None,
 ) -> list[Member]:
-    """Current members with a role in the policy, less the escalator. Viewers never qualify."""
-    roles = policy.roles
+    """Current members with a role in the policy (or in `roles`, a part of it), less the
+    escalator. Viewers never qualify."""
+    roles = policy.roles if roles is None else roles
     return [
         m
         for m in members
@@ -43,14 +48,18 @@ def plan(
     policy: EscalationPolicy,
     now: datetime,
     make_id: IdFactory = new_id,
+    tier: int = 1,
 ) -> list[Delivery]:
-    """The deliveries that announce an escalation: push to those online, email to the rest.
+    """The deliveries that announce an escalation to tier `tier` (1-based; the first is told
+    when it is raised): push to those online, email to the rest. A later tier tells only the
+    members whose roles no earlier tier held (SPEC §14).
 
     With `email_online_too` everyone gets email, and those online get a push as well.
     """
     planned: list[Delivery] = []
     account_id, handoff_id = handoff.account_id, handoff.id
-    for member in recipients(policy, members, handoff.created_by):
+    roles = policy.new_roles(tier)
+    for member in recipients(policy, members, handoff.created_by, roles):
         channels: tuple[Channel, ...]
         if member.id in online:
             channels = (Channel.PUSH, Channel.EMAIL) if policy.email_online_too else (Channel.PUSH,)
@@ -83,7 +92,8 @@ def plan_reminders(
     """Reminder `round` for an escalation still open: email every recipient again, presence ignored.
 
     The recipients are judged against the policy copied into the handoff and today's members, so
-    someone removed since the escalation is not reminded.
+    someone removed since the escalation is not reminded; of a tiered policy, only the tiers
+    reached so far are reminded (SPEC §14).
     """
     policy = handoff.policy
     if policy is None or not handoff.is_open_escalation or round > policy.max_reminders:
@@ -101,7 +111,9 @@ def plan_reminders(
             next_attempt_at=now,
             round=round,
         )
-        for member in recipients(policy, members, handoff.created_by)
+        for member in recipients(
+            policy, members, handoff.created_by, policy.roles_through(handoff.tiers_reached)
+        )
     ]
 
 

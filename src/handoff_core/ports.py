@@ -27,6 +27,7 @@ from handoff_core.model import (
 )
 from handoff_core.notice import Notice
 from handoff_core.stream import StreamEvent
+from handoff_core.webhooks import WebhookEndpoint, WebhookRequest
 
 
 class Clock(Protocol):
@@ -116,6 +117,18 @@ class Handoffs(Protocol):
     ) -> bool:
         """One conditional write: record reminder `round` as sent if it was not already, and
         schedule the next. True if this call made the change."""
+        ...
+
+    async def tiers_due(self, now: datetime, limit: int) -> list[Handoff]:
+        """Across accounts (for the worker): open escalations whose next tier is due."""
+        ...
+
+    async def advance_tier(
+        self, account_id: str, handoff_id: str, tier: int, next_at: datetime | None
+    ) -> bool:
+        """One conditional write: record tier `tier` as reached if the escalation is still open
+        and had reached the tier before it, and schedule the next (None: no more). True if this
+        call made the change, so two workers never raise the same tier."""
         ...
 
 
@@ -215,6 +228,24 @@ class Timeline(Protocol):
         ...
 
 
+class Webhooks(Protocol):
+    """An account's webhook endpoints (SPEC §14)."""
+
+    async def get(self, account_id: str, endpoint_id: str) -> WebhookEndpoint | None: ...
+
+    async def of_account(self, account_id: str) -> list[WebhookEndpoint]:
+        """Every endpoint of the account, ordered by id."""
+        ...
+
+    async def save(self, endpoint: WebhookEndpoint) -> None:
+        """Insert or replace the endpoint with this (account_id, id)."""
+        ...
+
+    async def delete(self, account_id: str, endpoint_id: str) -> bool:
+        """Forget the endpoint; True if there was one."""
+        ...
+
+
 class Policies(Protocol):
     async def get(self, account_id: str) -> EscalationPolicy | None: ...
 
@@ -243,6 +274,7 @@ class UnitOfWork(Protocol):
     policies: Policies
     stream: Stream
     login_links: LoginLinks
+    webhooks: Webhooks
 
     async def __aenter__(self) -> Self: ...
 
@@ -275,6 +307,20 @@ class MailSender(Protocol):
     async def send(self, notices: Sequence[Notice]) -> Sequence[SendOutcome]:
         """Send a batch, reusing connections; one outcome per notice. An exception means the
         whole batch failed in a way worth retrying."""
+        ...
+
+
+class WebhookSender(Protocol):
+    async def send(self, requests: Sequence[WebhookRequest]) -> Sequence[SendOutcome]:
+        """POST each request, at most a few at once per endpoint; one outcome per request.
+        `permanent` for what retrying cannot fix (a 4xx other than 408/429, a refused target)."""
+        ...
+
+
+class WebhookTargets(Protocol):
+    async def check(self, url: str) -> None:
+        """Raise ValidationError naming `url` if posting there is not allowed (a loopback,
+        private or link-local address, unless the deployment allows them)."""
         ...
 
 

@@ -63,11 +63,14 @@ def _payload(handoff: Handoff, summary: str, actor_id: str, at: datetime) -> Jso
     }
 
 
-def escalation_created(handoff: Handoff, recipients: Collection[str]) -> StreamEvent:
-    """An escalation raised: told to its recipients (never the escalator)."""
+def escalation_created(handoff: Handoff, recipients: Collection[str], tier: int = 1) -> StreamEvent:
+    """An escalation raised: told to its recipients (never the escalator). A later tier of it
+    (SPEC §14) is the same event told to that tier's new members, with `tier` in its data."""
     summary = str(handoff.snapshot.get("problem_summary", ""))
     data = _payload(handoff, summary, handoff.created_by, handoff.created_at)
     data["engineer_notes"] = handoff.engineer_notes
+    if tier > 1:
+        data["tier"] = tier
     return StreamEvent(
         account_id=handoff.account_id,
         type=StreamEventType.ESCALATION_CREATED,

@@ -24,7 +24,10 @@ def test_demo_exits_0_in_a_fresh_folder_and_leaves_its_mail(tmp_path: Path) -> N
     assert subjects == {
         "Escalation: VPN won't connect after Win update",
         "Escalation: Printer queue stuck on the 3rd floor",
+        "Escalation: Mailbox full for the whole sales team",  # the two-tier part (SPEC §14)
     }
+    assert "escalation.claimed for" in done.stdout and "signature verified" in done.stdout
+    assert "tier 2 (owner, admin) told" in done.stdout
     assert (folder / "handoff.db").exists()
     assert re.search(
         r"the inbox, signed in as Ada \(one-time link\): http://127\.0\.0\.1:\d+/login/\S+",

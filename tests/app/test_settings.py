@@ -110,3 +110,34 @@ def test_a_bad_link_or_cors_setting_is_one_line_naming_it(name: str, value: str)
     with pytest.raises(SettingsError) as refused:
         Settings.from_env({name: value})
     assert name in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_webhook_settings_are_read_and_private_targets_are_off_by_default() -> None:
+    assert Settings.from_env({}).webhook_allow_private is False
+    s = Settings.from_env(
+        {
+            "HANDOFF_WEBHOOK_ALLOW_PRIVATE": "1",
+            "HANDOFF_WEBHOOK_TIMEOUT_SECONDS": "2.5",
+            "HANDOFF_WEBHOOK_PER_ENDPOINT": "3",
+        }
+    )
+    assert (s.webhook_allow_private, s.webhook_timeout_seconds, s.webhook_per_endpoint) == (
+        True,
+        2.5,
+        3,
+    )
+    assert Settings.from_env({"HANDOFF_WEBHOOK_ALLOW_PRIVATE": "0"}).webhook_allow_private is False
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("HANDOFF_WEBHOOK_ALLOW_PRIVATE", "maybe"),
+        ("HANDOFF_WEBHOOK_TIMEOUT_SECONDS", "0"),
+        ("HANDOFF_WEBHOOK_PER_ENDPOINT", "many"),
+    ],
+)
+def test_a_bad_webhook_setting_is_one_line_naming_it(name: str, value: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({name: value})
+    assert name in str(caught.value) and "\n" not in str(caught.value)

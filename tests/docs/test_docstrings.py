@@ -19,6 +19,7 @@ PACKAGES = (
     "handoff_sql",
     "handoff_mail",
     "handoff_push",
+    "handoff_webhook",
     "handoff_app",
 )
 OURS = tuple(f"{name}." for name in PACKAGES) + PACKAGES

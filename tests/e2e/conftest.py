@@ -40,6 +40,7 @@ def make_settings(folder: Path, store: str = "memory", **overrides: object) -> S
         "public_url": "http://handoff.test",
         "heartbeat_seconds": 0.2,
         "body_limit_bytes": 64 * 1024,
+        "webhook_allow_private": True,  # receivers in the tests listen on 127.0.0.1
         **overrides,
     }
     return Settings(**values)  # type: ignore[arg-type]

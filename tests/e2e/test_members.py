@@ -100,6 +100,7 @@ async def test_the_policy_reads_as_the_default_until_set(api: Api) -> None:
         "remind_after_seconds": 600,
         "max_reminders": 2,
         "push_confirm_seconds": 30,
+        "tiers": [{"roles": ["owner", "admin", "engineer"], "after_seconds": 0}],
     }
 
 
@@ -125,6 +126,7 @@ async def test_an_owner_sets_the_policy_and_new_escalations_follow_it(
         "remind_after_seconds": 120,
         "max_reminders": 1,
         "push_confirm_seconds": 0,
+        "tiers": [{"roles": ["owner"], "after_seconds": 0}],
     }
     assert (await api.call("GET", "/escalation-policy", ERIN)).json() == put.json()
 

@@ -46,6 +46,10 @@ SPEC_ROUTES = {
     ("get", "/api/v1/analytics/escalations"),
     ("get", "/api/v1/escalation-policy"),
     ("put", "/api/v1/escalation-policy"),
+    ("put", "/api/v1/webhooks/{webhook_id}"),
+    ("get", "/api/v1/webhooks/{webhook_id}"),
+    ("delete", "/api/v1/webhooks/{webhook_id}"),
+    ("get", "/api/v1/webhooks"),
     ("get", "/healthz"),
     ("get", "/readyz"),
 }
@@ -94,7 +98,11 @@ def test_every_operation_documents_its_refusals(document: dict[str, Any]) -> Non
         assert {"401", "503"} <= codes, where
         if "{" in path or operation.get("parameters") or "requestBody" in operation:
             assert "422" in codes, where
-        if "{" in path and not path.startswith("/api/v1/members"):
+        upsert = path.startswith("/api/v1/members") or (method, path) == (
+            "put",
+            "/api/v1/webhooks/{webhook_id}",
+        )
+        if "{" in path and not upsert:
             assert "404" in codes, where
         if "requestBody" in operation:
             assert "413" in codes, where
@@ -138,7 +146,9 @@ def _fuzzing_schema() -> Any:
     document = create_app(make_settings(Path("unused"), "memory")).openapi()
     schema = schemathesis.openapi.from_dict(document)
     schema.config.generation.update(with_security_parameters=False)
-    return schema.exclude(path_regex=r"/stream$")
+    # Registering a webhook resolves its host (or, with private targets allowed, posts to it
+    # later): fuzzed hosts would reach past 127.0.0.1. tests/e2e/test_webhooks.py covers it.
+    return schema.exclude(path_regex=r"/stream$").exclude(method="PUT", path_regex=r"/webhooks/")
 
 
 def _restore_owner(services: Services) -> Any:

@@ -190,6 +190,7 @@ def test_a_policy_round_trips_through_its_dict(policy: EscalationPolicy) -> None
         "remind_after_seconds",
         "max_reminders",
         "push_confirm_seconds",
+        "tiers",
     }
     assert EscalationPolicy.from_dict(raw) == policy
 

@@ -26,6 +26,7 @@ TABLES = {
     "deliveries",
     "timeline",
     "policies",
+    "webhooks",
     "presence",
     "stream_heads",
     "stream_events",

@@ -254,7 +254,9 @@ async def test_editing_the_policy_never_changes_an_escalation_in_flight(stage: S
     stage.clock.advance(600)
     assert await stage.delivery.remind_due() == 0
     recipients = {(d.kind, d.recipient_id) for d in await stage.deliveries(handoff.id)}
-    assert recipients == {(k, m) for k in NoticeKind for m in ("carol", "olga")}
+    assert recipients == {
+        (k, m) for k in (NoticeKind.ESCALATION, NoticeKind.REMINDER) for m in ("carol", "olga")
+    }
 
     # A new escalation takes the policy in force now: every senior, no reminders.
     _, later = await stage.escalated()

@@ -82,6 +82,7 @@ class Sabotaged:
         self.timeline = self._uow.timeline
         self.policies = self._uow.policies
         self.stream = self._uow.stream
+        self.webhooks = self._uow.webhooks
 
     async def __aenter__(self) -> Self:
         await self._uow.__aenter__()

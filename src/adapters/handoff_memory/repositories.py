@@ -32,8 +32,10 @@ from handoff_core.ports import (
     Sessions,
     Stream,
     Timeline,
+    Webhooks,
 )
 from handoff_core.stream import StreamEvent
+from handoff_core.webhooks import WebhookEndpoint
 from handoff_memory.store import Journal, MemoryStore, clone
 
 
@@ -138,6 +140,7 @@ class MemoryHandoffs(Handoffs):
         for name, value in change.items():
             setattr(updated, name, value)
         updated.next_reminder_at = None
+        updated.next_tier_at = None
         self._j.put(self._s.handoffs, (account_id, handoff_id), updated)
         return True
 
@@ -200,6 +203,33 @@ class MemoryHandoffs(Handoffs):
         updated = clone(stored)
         updated.reminders_sent = round
         updated.next_reminder_at = next_at
+        self._j.put(self._s.handoffs, (account_id, handoff_id), updated)
+        return True
+
+    async def tiers_due(self, now: datetime, limit: int) -> list[Handoff]:
+        found = [
+            h
+            for h in self._s.handoffs.values()
+            if h.status is HandoffStatus.OPEN
+            and h.next_tier_at is not None
+            and h.next_tier_at <= now
+        ]
+        found.sort(key=lambda h: (h.next_tier_at or now, h.id))
+        return [clone(h) for h in found[:limit]]
+
+    async def advance_tier(
+        self, account_id: str, handoff_id: str, tier: int, next_at: datetime | None
+    ) -> bool:
+        stored = self._s.handoffs.get((account_id, handoff_id))
+        if (
+            stored is None
+            or stored.status is not HandoffStatus.OPEN
+            or stored.tiers_reached != tier - 1
+        ):
+            return False
+        updated = clone(stored)
+        updated.tiers_reached = tier
+        updated.next_tier_at = next_at
         self._j.put(self._s.handoffs, (account_id, handoff_id), updated)
         return True
 
@@ -424,6 +454,31 @@ class MemoryPolicies(Policies):
 
     async def put(self, account_id: str, policy: EscalationPolicy) -> None:
         self._j.put(self._s.policies, account_id, policy)
+
+
+class MemoryWebhooks(Webhooks):
+    def __init__(self, store: MemoryStore, journal: Journal) -> None:
+        self._s, self._j = store, journal
+
+    async def get(self, account_id: str, endpoint_id: str) -> WebhookEndpoint | None:
+        found = self._s.webhooks.get((account_id, endpoint_id))
+        return clone(found) if found else None
+
+    async def of_account(self, account_id: str) -> list[WebhookEndpoint]:
+        found = [w for (acc, _), w in self._s.webhooks.items() if acc == account_id]
+        return [clone(w) for w in sorted(found, key=lambda w: w.id)]
+
+    async def save(self, endpoint: WebhookEndpoint) -> None:
+        self._j.put(self._s.webhooks, (endpoint.account_id, endpoint.id), clone(endpoint))
+
+    async def delete(self, account_id: str, endpoint_id: str) -> bool:
+        key = (account_id, endpoint_id)
+        if key not in self._s.webhooks:
+            return False
+        old = self._s.webhooks[key]
+        self._j.put(self._s.webhooks, key, old)  # records the undo before the removal
+        del self._s.webhooks[key]
+        return True
 
 
 class MemoryLoginLinks(LoginLinks):

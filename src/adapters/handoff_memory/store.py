@@ -17,6 +17,7 @@ from attrs import define, field
 from handoff_core.links import LoginLink
 from handoff_core.model import Delivery, EscalationPolicy, Handoff, Member, Session, TimelineEvent
 from handoff_core.stream import StreamEvent
+from handoff_core.webhooks import WebhookEndpoint
 
 _MISSING = object()
 T = TypeVar("T")
@@ -35,6 +36,7 @@ class MemoryStore:
     next_event_id: int = 1
     stream: dict[str, list[StreamEvent]] = field(factory=dict)  # by account, in seq order
     stream_floor: dict[str, int] = field(factory=dict)  # by account: the highest seq pruned
+    webhooks: dict[tuple[str, str], WebhookEndpoint] = field(factory=dict)
     lock: asyncio.Lock = field(factory=asyncio.Lock)
 
 

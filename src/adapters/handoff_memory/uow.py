@@ -15,6 +15,7 @@ from handoff_memory.repositories import (
     MemorySessions,
     MemoryStream,
     MemoryTimeline,
+    MemoryWebhooks,
 )
 from handoff_memory.store import Journal, MemoryStore
 
@@ -34,6 +35,7 @@ class MemoryUnitOfWork(UnitOfWork):
         self.timeline = MemoryTimeline(store, self._journal)
         self.policies = MemoryPolicies(store, self._journal)
         self.stream = MemoryStream(store, self._journal)
+        self.webhooks = MemoryWebhooks(store, self._journal)
         self.login_links = MemoryLoginLinks(store, self._journal)
 
     async def __aenter__(self) -> Self:

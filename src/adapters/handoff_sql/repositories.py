@@ -23,10 +23,11 @@ from handoff_core.model import (
     Role,
     Session,
 )
-from handoff_core.ports import Handoffs, LoginLinks, Members, Policies, Sessions
+from handoff_core.ports import Handoffs, LoginLinks, Members, Policies, Sessions, Webhooks
+from handoff_core.webhooks import WebhookEndpoint
 from handoff_sql import rows
 from handoff_sql.statements import Statements, upsert_insert
-from handoff_sql.tables import handoffs, login_links, members, policies, sessions
+from handoff_sql.tables import handoffs, login_links, members, policies, sessions, webhooks
 
 
 class SqlRepository:
@@ -206,6 +207,7 @@ class SqlHandoffs(SqlRepository, Handoffs):
                 "claimed_at": at,
                 "closed_at": at,
                 "next_reminder_at": None,
+                "next_tier_at": None,
             },
             "claim a handoff",
         )
@@ -215,7 +217,7 @@ class SqlHandoffs(SqlRepository, Handoffs):
     ) -> bool:
         return await self._change(
             (*self._one(account_id, handoff_id), handoffs.c.status == HandoffStatus.OPEN),
-            {"status": status, "closed_at": at, "next_reminder_at": None},
+            {"status": status, "closed_at": at, "next_reminder_at": None, "next_tier_at": None},
             "close a handoff",
         )
 
@@ -262,6 +264,64 @@ class SqlHandoffs(SqlRepository, Handoffs):
             {"reminders_sent": round, "next_reminder_at": next_at},
             "record a reminder",
         )
+
+    async def tiers_due(self, now: datetime, limit: int) -> list[Handoff]:
+        return await self._all(
+            sa.select(handoffs)
+            .where(
+                handoffs.c.status == HandoffStatus.OPEN,
+                handoffs.c.next_tier_at.is_not(None),
+                handoffs.c.next_tier_at <= now,
+            )
+            .order_by(handoffs.c.next_tier_at, handoffs.c.id)
+            .limit(limit)
+        )
+
+    async def advance_tier(
+        self, account_id: str, handoff_id: str, tier: int, next_at: datetime | None
+    ) -> bool:
+        return await self._change(
+            (
+                *self._one(account_id, handoff_id),
+                handoffs.c.status == HandoffStatus.OPEN,
+                handoffs.c.tiers_reached == tier - 1,
+            ),
+            {"tiers_reached": tier, "next_tier_at": next_at},
+            "record a tier reached",
+        )
+
+
+class SqlWebhooks(SqlRepository, Webhooks):
+    async def get(self, account_id: str, endpoint_id: str) -> WebhookEndpoint | None:
+        query = sa.select(webhooks).where(
+            webhooks.c.account_id == account_id, webhooks.c.id == endpoint_id
+        )
+        row = (await self._uow.execute(query)).mappings().first()
+        return rows.webhook_of(row) if row is not None else None
+
+    async def of_account(self, account_id: str) -> list[WebhookEndpoint]:
+        query = (
+            sa.select(webhooks).where(webhooks.c.account_id == account_id).order_by(webhooks.c.id)
+        )
+        return [rows.webhook_of(r) for r in (await self._uow.execute(query)).mappings()]
+
+    async def save(self, endpoint: WebhookEndpoint) -> None:
+        values = rows.webhook_values(endpoint)
+        statement = upsert_insert(self._uow.dialect, webhooks).values(values)
+        statement = statement.on_conflict_do_update(
+            index_elements=[webhooks.c.account_id, webhooks.c.id],
+            set_={k: statement.excluded[k] for k in values if k not in ("account_id", "id")},
+        )
+        await self._uow.execute(statement, doing="save a webhook endpoint")
+
+    async def delete(self, account_id: str, endpoint_id: str) -> bool:
+        statement = (
+            sa.delete(webhooks)
+            .where(webhooks.c.account_id == account_id, webhooks.c.id == endpoint_id)
+            .returning(webhooks.c.id)
+        )
+        result = await self._uow.execute(statement, doing="remove a webhook endpoint")
+        return result.first() is not None
 
 
 class SqlPolicies(SqlRepository, Policies):

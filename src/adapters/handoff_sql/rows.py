@@ -23,6 +23,7 @@ from handoff_core.model import (
     TimelineEvent,
 )
 from handoff_core.stream import StreamEvent, StreamEventType
+from handoff_core.webhooks import WebhookEndpoint, WebhookFormat
 
 Values = dict[str, Any]
 
@@ -123,6 +124,8 @@ def handoff_values(h: Handoff) -> Values:
         "policy": None if h.policy is None else h.policy.to_dict(),
         "reminders_sent": h.reminders_sent,
         "next_reminder_at": h.next_reminder_at,
+        "tiers_reached": h.tiers_reached,
+        "next_tier_at": h.next_tier_at,
         "idempotency_key": h.idempotency_key,
         "request_fingerprint": h.request_fingerprint,
     }
@@ -145,6 +148,8 @@ def handoff_of(row: RowMapping) -> Handoff:
         policy=policy_of(row["policy"]),
         reminders_sent=row["reminders_sent"],
         next_reminder_at=row["next_reminder_at"],
+        tiers_reached=row["tiers_reached"],
+        next_tier_at=row["next_tier_at"],
         idempotency_key=row["idempotency_key"],
         request_fingerprint=row["request_fingerprint"],
     )
@@ -177,6 +182,7 @@ def delivery_values(d: Delivery) -> Values:
         "leased_until": d.leased_until,
         "stream_seq": d.stream_seq,
         "seen_at": d.seen_at,
+        "payload": d.payload,
         **delivery_outcome(d),
     }
 
@@ -202,6 +208,7 @@ def delivery_of(row: RowMapping) -> Delivery:
         stream_seq=row["stream_seq"],
         confirm_by=row["confirm_by"],
         seen_at=row["seen_at"],
+        payload=row["payload"],
     )
 
 
@@ -251,4 +258,30 @@ def stream_of(row: RowMapping) -> StreamEvent:
         handoff_id=row["handoff_id"],
         audience=frozenset(audience) if audience is not None else None,
         data=row["data"],
+    )
+
+
+def webhook_values(w: WebhookEndpoint) -> Values:
+    return {
+        "account_id": w.account_id,
+        "id": w.id,
+        "url": w.url,
+        "events": sorted(e.value for e in w.events),
+        "format": w.format.value,
+        "secret": w.secret,
+        "created_at": w.created_at,
+        "updated_at": w.updated_at,
+    }
+
+
+def webhook_of(row: RowMapping) -> WebhookEndpoint:
+    return WebhookEndpoint(
+        account_id=row["account_id"],
+        id=row["id"],
+        url=row["url"],
+        events=frozenset(StreamEventType(e) for e in row["events"]),
+        format=WebhookFormat(row["format"]),
+        secret=row["secret"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
     )

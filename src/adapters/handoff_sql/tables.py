@@ -146,6 +146,8 @@ handoffs = sa.Table(
     sa.Column("policy", Json, nullable=True),
     sa.Column("reminders_sent", sa.Integer(), nullable=False),
     sa.Column("next_reminder_at", When, nullable=True),
+    sa.Column("tiers_reached", sa.Integer(), nullable=False, server_default="1"),
+    sa.Column("next_tier_at", When, nullable=True),
     sa.Column("idempotency_key", Text, nullable=True),
     sa.Column("request_fingerprint", Text, nullable=True),
     sa.PrimaryKeyConstraint("account_id", "id"),
@@ -154,6 +156,7 @@ handoffs = sa.Table(
     sa.Index(None, "account_id", "session_id", "status"),
     sa.Index(None, "account_id", "intent", "created_at"),
     sa.Index(None, "status", "next_reminder_at"),
+    sa.Index(None, "status", "next_tier_at"),
 )
 
 deliveries = sa.Table(
@@ -178,6 +181,7 @@ deliveries = sa.Table(
     sa.Column("stream_seq", TimelineId, nullable=True),
     sa.Column("confirm_by", When, nullable=True),
     sa.Column("seen_at", When, nullable=True),
+    sa.Column("payload", Json, nullable=True),
     sa.PrimaryKeyConstraint("account_id", "id"),
     sa.ForeignKeyConstraint(["account_id", "handoff_id"], ["handoffs.account_id", "handoffs.id"]),
     sa.Index(None, "account_id", "handoff_id", "status"),
@@ -252,6 +256,21 @@ stream_events = sa.Table(
     sa.Index(None, "at"),
 )
 
+# Outgoing webhook endpoints (SPEC §14). The secret signs what is sent; it is shown once.
+webhooks = sa.Table(
+    "webhooks",
+    metadata,
+    sa.Column("account_id", Id, nullable=False),
+    sa.Column("id", Id, nullable=False),
+    sa.Column("url", Text, nullable=False),
+    sa.Column("events", Json, nullable=False),
+    sa.Column("format", Text, nullable=False),
+    sa.Column("secret", Text, nullable=False),
+    sa.Column("created_at", When, nullable=False),
+    sa.Column("updated_at", When, nullable=False),
+    sa.PrimaryKeyConstraint("account_id", "id"),
+)
+
 login_links = sa.Table(
     "login_links",
     metadata,
@@ -267,6 +286,7 @@ login_links = sa.Table(
 
 # Children before parents: the order in which to empty the tables.
 ALL_TABLES = (
+    webhooks,
     login_links,
     stream_events,
     stream_heads,

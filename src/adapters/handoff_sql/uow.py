@@ -21,6 +21,7 @@ from handoff_sql.repositories import (
     SqlMembers,
     SqlPolicies,
     SqlSessions,
+    SqlWebhooks,
 )
 from handoff_sql.statements import Params, Store, reason, translated
 
@@ -43,6 +44,7 @@ class SqlUnitOfWork(UnitOfWork):
         self.timeline = SqlTimeline(self)
         self.policies = SqlPolicies(self)
         self.stream = SqlStream(self)
+        self.webhooks = SqlWebhooks(self)
         self.login_links = SqlLoginLinks(self)
 
     @property

@@ -17,13 +17,14 @@ from handoff_core.bootstrap import wire
 from handoff_core.errors import HandoffError
 from handoff_core.figures import StoreFigures
 from handoff_core.links import ClaimLinks
-from handoff_core.ports import Clock, MailSender, UnitOfWorkFactory
+from handoff_core.ports import Clock, MailSender, UnitOfWorkFactory, WebhookSender, WebhookTargets
 from handoff_core.retry import RetrySchedule
 from handoff_core.services.delivery import DeliveryService, DeliverySettings
 from handoff_core.services.handoffs import HandoffService
 from handoff_core.services.members import MemberService
 from handoff_core.services.queries import Queries
 from handoff_core.services.streams import StreamService
+from handoff_core.services.webhooks import WebhookService
 
 log = logging.getLogger("handoff.app")
 
@@ -48,6 +49,7 @@ class Services:
     queries: Queries
     streams: StreamService
     delivery: DeliveryService
+    webhooks: WebhookService
     dispatch: BackgroundDispatch
     hub: LiveHub
     guard: StreamGuard
@@ -140,7 +142,8 @@ def claim_links_of(settings: Settings, clock: Clock) -> ClaimLinks | None:
 @define
 class Adapters:
     """What the services run on, opened from the settings: the store, the clock, mail, live
-    push and presence, and what closes them (newest last)."""
+    push and presence, outgoing webhooks and their target check, and what closes them (newest
+    last)."""
 
     uow: UnitOfWorkFactory
     clock: Clock
@@ -149,12 +152,15 @@ class Adapters:
     presence: LivePresence
     ready: Callable[[], Awaitable[bool]]
     closers: list[Callable[[], Awaitable[None]]]
+    webhooks: WebhookSender | None = None
+    targets: WebhookTargets | None = None
 
 
 async def open_adapters(settings: Settings, *, clock: Clock | None = None) -> Adapters:
     """Open what needs opening (the database, the push hub, the SMTP pool) for `settings`.
     Raises StorageUnavailable (and SchemaNotCurrent on PostgreSQL) when the store cannot serve."""
     from handoff_push import InProcessPresence
+    from handoff_webhook import HttpWebhookSender, WebhookSettings
 
     uow, db_presence, ready, closers = await _store(settings)
     hub = await _hub(settings, uow)
@@ -162,6 +168,14 @@ async def open_adapters(settings: Settings, *, clock: Clock | None = None) -> Ad
     mail, close_mail = _mail_sender(settings)
     if close_mail is not None:
         closers.append(close_mail)
+    hooks = HttpWebhookSender(
+        WebhookSettings(
+            timeout_seconds=settings.webhook_timeout_seconds,
+            per_endpoint=settings.webhook_per_endpoint,
+            allow_private=settings.webhook_allow_private,
+        )
+    )
+    closers.append(hooks.close)
     return Adapters(
         uow=uow,
         clock=clock or SystemClock(),
@@ -170,6 +184,8 @@ async def open_adapters(settings: Settings, *, clock: Clock | None = None) -> Ad
         presence=db_presence or InProcessPresence(),
         ready=ready,
         closers=closers,
+        webhooks=hooks,
+        targets=hooks.guard,
     )
 
 
@@ -194,6 +210,8 @@ def wire_services(settings: Settings, adapters: Adapters) -> Services:
         dispatcher=dispatcher if settings.dispatch_concurrency else None,
         check_address=check_address,
         delivery_type=HeartbeatDelivery,
+        webhooks=adapters.webhooks,
+        targets=adapters.targets,
         settings=DeliverySettings(
             public_url=settings.public_url,
             lease_seconds=settings.worker_lease_seconds,
@@ -215,6 +233,7 @@ def wire_services(settings: Settings, adapters: Adapters) -> Services:
         queries=library.queries,
         streams=library.streams,
         delivery=library.delivery,
+        webhooks=library.webhooks,
         dispatch=made.get("dispatch") or BackgroundDispatch(library.delivery, 1),
         hub=adapters.hub,
         guard=StreamGuard(adapters.hub, adapters.uow),

@@ -28,6 +28,7 @@ import httpx
 import uvicorn
 
 from handoff_app.container import build_services
+from handoff_app.demo_tiers import tiers_and_webhooks
 from handoff_app.http import mint_token
 from handoff_app.http.pages import login_link
 from handoff_app.serve import server_app
@@ -166,6 +167,8 @@ async def _demo(folder: Path, kept: bool = False) -> None:
         jwt_secret=secrets.token_hex(32),
         public_url=base,
         heartbeat_seconds=5.0,
+        worker_poll_seconds=0.2,
+        webhook_allow_private=True,  # the demo's webhook receiver listens on 127.0.0.1
     )
     _say(f"handoff demo in {folder}")
     _say(f"  database {folder / 'handoff.db'}, mail {folder / 'mail'}, API {base}")
@@ -305,6 +308,7 @@ async def _demo(folder: Path, kept: bool = False) -> None:
         page = await http.get(claim_url.removeprefix(base))
         _say(f"   Ada's email links to her own claim page: GET it answers {page.status_code}")
         _say("   (opening it claims nothing; its Claim button does)")
+        await tiers_and_webhooks(http, auth, folder / "mail", _say, _check)
 
     services = await build_services(settings)
     try:
@@ -313,7 +317,7 @@ async def _demo(folder: Path, kept: bool = False) -> None:
         )
     finally:
         await services.close()
-    _say("\n10. In a browser")
+    _say("\n12. In a browser")
     _say(f"   the inbox, signed in as Ada (one-time link): {login_link(base, code)}")
     _say(f"   the claim link of Ada's email:                {claim_url}")
     port = base.rsplit(":", 1)[1]

@@ -36,6 +36,16 @@ def _number(env: Mapping[str, str], name: str, kind: type[N], default: N, low: N
     return value
 
 
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    """A 0/1 setting (also false/true); absent or empty is off."""
+    raw = (env.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise SettingsError(f"{name}={raw!r} must be 0 or 1")
+
+
 def _database_url(raw: str) -> str:
     scheme = urlsplit(raw).scheme
     if scheme == "memory":
@@ -119,6 +129,9 @@ class Settings:
     heartbeat_seconds: float = 15.0
     dispatch_concurrency: int = 8  # 0: nothing is sent from this process's requests
     worker_lanes: int = 1  # batches a worker sends at once
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: float = 10.0
+    webhook_per_endpoint: int = 4
     link_secret: str | None = None  # claim links' key; None: derived from jwt_secret
     claim_link_ttl_seconds: float = 86400.0
     cors_origins: tuple[str, ...] = ()
@@ -200,6 +213,11 @@ class Settings:
             heartbeat_seconds=_number(env, "HANDOFF_HEARTBEAT_SECONDS", float, 15.0, 0.05, 3600),
             dispatch_concurrency=_number(env, "HANDOFF_DISPATCH_CONCURRENCY", int, 8, 0, 256),
             worker_lanes=_number(env, "HANDOFF_WORKER_LANES", int, 1, 1, 32),
+            webhook_allow_private=_flag(env, "HANDOFF_WEBHOOK_ALLOW_PRIVATE"),
+            webhook_timeout_seconds=_number(
+                env, "HANDOFF_WEBHOOK_TIMEOUT_SECONDS", float, 10.0, 0.05, 300
+            ),
+            webhook_per_endpoint=_number(env, "HANDOFF_WEBHOOK_PER_ENDPOINT", int, 4, 1, 64),
             link_secret=link_secret,
             claim_link_ttl_seconds=_number(
                 env, "HANDOFF_CLAIM_LINK_TTL_SECONDS", float, 86400.0, 60, 30 * 86400

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 
 from handoff_core.errors import NotAMember, NotFound
 from handoff_core.model import Handoff, Member, Session, TimelineEvent
+from handoff_core.policy import IdFactory
 from handoff_core.ports import Announcer, PushHub, UnitOfWork
 from handoff_core.stream import StreamEvent
+from handoff_core.webhooks import deliveries_for
 
 log = logging.getLogger("handoff")
 
@@ -74,3 +77,22 @@ async def announce(
         await announcer.committed(events, stream)
     except Exception:
         log.exception("announcer failed", extra={"events": [e.type.value for e in events]})
+
+
+async def append_stream(
+    uow: UnitOfWork, events: Sequence[StreamEvent], now: datetime, make_id: IdFactory
+) -> list[StreamEvent]:
+    """Append stream events (last, just before commit) and queue one webhook delivery per event
+    per endpoint of the account that subscribes to it, in the same transaction (SPEC §14).
+
+    The endpoints are read before the append, which holds the account's sequence until commit.
+    """
+    if not events:
+        return []
+    endpoints = []
+    for account_id in sorted({e.account_id for e in events}):
+        endpoints.extend(await uow.webhooks.of_account(account_id))
+    streamed = await uow.stream.append(events)
+    if endpoints:
+        await uow.deliveries.add_many(deliveries_for(endpoints, streamed, now, make_id))
+    return streamed

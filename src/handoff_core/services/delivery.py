@@ -12,7 +12,14 @@ from datetime import datetime, timedelta
 
 from handoff_core.model import Intent
 from handoff_core.policy import IdFactory, new_id
-from handoff_core.ports import Announcer, Clock, MailSender, Presence, UnitOfWorkFactory
+from handoff_core.ports import (
+    Announcer,
+    Clock,
+    MailSender,
+    Presence,
+    UnitOfWorkFactory,
+    WebhookSender,
+)
 from handoff_core.services.common import SilentAnnouncer
 from handoff_core.services.followups import FollowUps
 from handoff_core.services.sending import DeliverySettings, Sender
@@ -28,7 +35,8 @@ class DeliveryService:
     went out, never raises, and sends nothing for a park.
 
     `presence` decides push or email at send time (None: nobody is online, everyone gets email);
-    the announcer hears of the timeline and stream events the worker commits.
+    the announcer hears of the timeline and stream events the worker commits. `webhooks` posts
+    the `webhook` channel (None: webhook deliveries fail, saying no sender is configured).
     """
 
     def __init__(
@@ -42,15 +50,18 @@ class DeliveryService:
         settings: DeliverySettings | None = None,
         worker_id: str | None = None,
         make_id: IdFactory = new_id,
+        webhooks: WebhookSender | None = None,
     ) -> None:
         self._uow = uow
         self._settings = settings or DeliverySettings()
         self.worker_id = worker_id or f"worker-{new_id()[:12]}"
         told: Announcer = announcer or SilentAnnouncer()
         self._sender = Sender(
-            uow, clock, mail, presence, told, self._settings, self.worker_id, make_id
+            uow, clock, mail, presence, told, self._settings, self.worker_id, make_id, webhooks
         )
-        self._followups = FollowUps(uow, clock, told, make_id, self._settings.batch_size)
+        self._followups = FollowUps(
+            uow, clock, told, make_id, self._settings.batch_size, presence=presence
+        )
         self._clock = clock
         self._pruned_at: datetime | None = None
 
@@ -89,8 +100,9 @@ class DeliveryService:
         return sum(await asyncio.gather(*(lane() for _ in range(lanes))))
 
     async def run_once(self) -> int:
-        """One worker pass: raise due reminders and email for unseen pushes, then send one batch
-        of due deliveries; how many notices it sent."""
+        """One worker pass: raise due tiers, reminders and email for unseen pushes, then send
+        one batch of due deliveries; how many notices it sent."""
+        await self._followups.raise_tiers_due()
         await self._followups.remind_due()
         await self._followups.email_unseen_pushes()
         await self._prune_stream()
@@ -149,6 +161,10 @@ class DeliveryService:
             await uow.commit()
         if pruned:
             log.info("pruned the stream log", extra={"events": pruned})
+
+    async def raise_tiers_due(self) -> int:
+        """Tell every tier whose time has come (SPEC §14); how many tiers were raised."""
+        return await self._followups.raise_tiers_due()
 
     async def remind_due(self) -> int:
         """Raise every reminder that is due; how many reminder rounds were raised."""

@@ -1,5 +1,5 @@
-"""What the worker raises as time passes: reminders of escalations nobody claimed, and email for
-pushes nobody saw.
+"""What the worker raises as time passes: the later tiers and the reminders of escalations nobody
+claimed, and email for pushes nobody saw.
 
 Each is taken by one conditional write, so any number of workers raise each exactly once.
 """
@@ -7,12 +7,22 @@ Each is taken by one conditional write, so any number of workers raise each exac
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
-from handoff_core.model import EscalationPolicy, EventType, TimelineEvent
-from handoff_core.policy import IdFactory, fallback_email, plan_reminders, still_told
-from handoff_core.ports import Announcer, Clock, UnitOfWorkFactory
-from handoff_core.services.common import announce
-from handoff_core.stream import escalation_reminded
+import attrs
+
+from handoff_core.model import Channel, EscalationPolicy, EventType, Handoff, TimelineEvent
+from handoff_core.policy import (
+    IdFactory,
+    fallback_email,
+    plan,
+    plan_reminders,
+    recipients,
+    still_told,
+)
+from handoff_core.ports import Announcer, Clock, Presence, UnitOfWorkFactory
+from handoff_core.services.common import announce, append_stream
+from handoff_core.stream import escalation_created, escalation_reminded
 
 log = logging.getLogger("handoff.delivery")
 
@@ -20,7 +30,8 @@ UNSEEN = "unconfirmed: not marked seen in time; sent by email as well"
 
 
 class FollowUps:
-    """Reminders (SPEC §5, §11) and the email after an unconfirmed push (SPEC §10)."""
+    """Tiers (SPEC §14), reminders (SPEC §5, §11) and the email after an unconfirmed push
+    (SPEC §10). `presence` picks push or email for a tier's members (None: email)."""
 
     def __init__(
         self,
@@ -29,12 +40,101 @@ class FollowUps:
         announcer: Announcer,
         make_id: IdFactory,
         batch_size: int,
+        presence: Presence | None = None,
     ) -> None:
         self._uow = uow
         self._clock = clock
         self._announcer = announcer
         self._make_id = make_id
         self._batch_size = batch_size
+        self._presence = presence
+
+    async def raise_tiers_due(self) -> int:
+        """Tell every tier whose time has come, of escalations still open; how many tiers.
+
+        Each tier is taken by one conditional write (`advance_tier`), so any number of workers
+        raise it once; a claim or withdrawal clears the next tier, so none is raised after it.
+        Workers paused past several tiers raise them one per pass, in order."""
+        now = self._clock.now()
+        async with self._uow() as uow:
+            due = await uow.handoffs.tiers_due(now, limit=self._batch_size)
+        raised = 0
+        for handoff in due:
+            if handoff.policy is not None and await self._raise_tier(handoff):
+                raised += 1
+        return raised
+
+    async def _online(self, handoff: Handoff, member_ids: Sequence[str]) -> frozenset[str]:
+        """Asked before the unit of work (a pooled connection each), and only a hint: if
+        presence cannot answer, the tier is emailed."""
+        if self._presence is None or not member_ids:
+            return frozenset()
+        try:
+            return await self._presence.online(handoff.account_id, member_ids)
+        except Exception:
+            log.exception("presence lookup failed; emailing the tier")
+            return frozenset()
+
+    async def _raise_tier(self, handoff: Handoff) -> bool:
+        policy = handoff.policy
+        assert policy is not None
+        tier = handoff.tiers_reached + 1
+        roles = policy.new_roles(tier)
+        async with self._uow() as uow:
+            candidates = await uow.members.eligible(handoff.account_id, roles)
+        online = await self._online(
+            handoff, [m.id for m in recipients(policy, candidates, handoff.created_by, roles)]
+        )
+        now = self._clock.now()
+        async with self._uow() as uow:
+            next_at = policy.tier_at(handoff.created_at, tier + 1)
+            if not await uow.handoffs.advance_tier(handoff.account_id, handoff.id, tier, next_at):
+                return False  # another worker raised it, or it was claimed meanwhile
+            reached = attrs.evolve(handoff, tiers_reached=tier, next_tier_at=next_at)
+            current = await uow.policies.get(handoff.account_id) or EscalationPolicy()
+            members = [
+                m
+                for m in await uow.members.eligible(handoff.account_id, roles)
+                if still_told(reached, m, current)
+            ]
+            deliveries = plan(reached, members, online, policy, now, self._make_id, tier=tier)
+            told = sorted({d.recipient_id for d in deliveries})
+            [event] = await uow.timeline.add_many(
+                [
+                    TimelineEvent(
+                        account_id=handoff.account_id,
+                        session_id=handoff.session_id,
+                        type=EventType.ESCALATION_TIER_REACHED,
+                        at=now,
+                        handoff_id=handoff.id,
+                        data={
+                            "tier": tier,
+                            "roles": policy.steps[tier - 1].to_dict()["roles"],
+                            "recipients": len(told),
+                        },
+                    )
+                ]
+            )
+            streamed = await append_stream(
+                uow,
+                [escalation_created(reached, told, tier=tier)] if told else [],
+                now,
+                self._make_id,
+            )
+            seq = streamed[0].seq if streamed else None
+            await uow.deliveries.add_many(
+                [
+                    attrs.evolve(d, stream_seq=seq) if d.channel is Channel.PUSH else d
+                    for d in deliveries
+                ]
+            )
+            await uow.commit()
+        log.info(
+            "escalation tier reached",
+            extra={"handoff_id": handoff.id, "tier": tier, "recipients": len(told)},
+        )
+        await announce(self._announcer, [event], streamed)
+        return True
 
     async def remind_due(self) -> int:
         """Raise every reminder that is due; how many reminder rounds were raised.
@@ -81,8 +181,11 @@ class FollowUps:
                     ]
                 )
                 told = sorted({d.recipient_id for d in reminders})
-                streamed = await uow.stream.append(
-                    [escalation_reminded(handoff, told, round, now)] if told else []
+                streamed = await append_stream(
+                    uow,
+                    [escalation_reminded(handoff, told, round, now)] if told else [],
+                    now,
+                    self._make_id,
                 )
                 await uow.commit()
             raised += 1

@@ -37,6 +37,7 @@ from handoff_core.services.common import (
     SilentAnnouncer,
     acting_member,
     announce,
+    append_stream,
     existing_handoff,
     existing_session,
     log,
@@ -128,7 +129,7 @@ class HandoffService:
         """Write the events, then the stream events last (they hold the account's sequence until
         commit), then the deliveries that point at them; commit, and announce what committed."""
         stored = await uow.timeline.add_many(events)
-        streamed = await uow.stream.append(stream) if stream else []
+        streamed = await append_stream(uow, stream, self._clock.now(), self._make_id)
         if deliveries:
             seq = streamed[0].seq if streamed else None
             await uow.deliveries.add_many(

@@ -44,6 +44,7 @@ class EscalationStats:
     time_to_claim_p50_s: float | None
     time_to_claim_p90_s: float | None
     claims_by_member: dict[str, int]
+    claims_by_tier: dict[str, int]  # the tier reached when claimed ("1" = the first) → claims
 
     @classmethod
     def of(cls, escalations: Sequence[Handoff]) -> EscalationStats:
@@ -59,6 +60,9 @@ class EscalationStats:
             for h in escalations
             if h.status is HandoffStatus.CLAIMED and h.claimed_by is not None
         )
+        tiers = Counter(
+            str(h.tiers_reached) for h in escalations if h.status is HandoffStatus.CLAIMED
+        )
         total = len(escalations)
         claimed = by_status[HandoffStatus.CLAIMED]
         return cls(
@@ -70,6 +74,7 @@ class EscalationStats:
             time_to_claim_p50_s=percentile(waits, 50),
             time_to_claim_p90_s=percentile(waits, 90),
             claims_by_member=dict(sorted(claimers.items())),
+            claims_by_tier=dict(sorted(tiers.items(), key=lambda kv: int(kv[0]))),
         )
 
 

@@ -9,6 +9,7 @@ deactivated or no longer in the policy's roles.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -38,9 +39,11 @@ from handoff_core.ports import (
     Presence,
     SendOutcome,
     UnitOfWorkFactory,
+    WebhookSender,
 )
 from handoff_core.retry import RetrySchedule
 from handoff_core.services.common import announce
+from handoff_core.webhooks import WebhookEndpoint, WebhookFormat, WebhookRequest, slack_message
 
 log = logging.getLogger("handoff.delivery")
 
@@ -54,6 +57,9 @@ EMAILED_ANYWAY = "recipient had no live stream; the email sent with this push re
 GONE = "the handoff no longer exists"
 CLOSED = "the escalation was {status} before this was sent"
 NOT_TOLD = "the recipient is no longer a member the policy tells"
+ENDPOINT_GONE = "the webhook endpoint was removed"
+UNSUBSCRIBED = "the webhook endpoint no longer subscribes to this event"
+NO_WEBHOOK_SENDER = "no webhook sender is configured"
 
 
 @define
@@ -88,6 +94,7 @@ class _Batch:
     handoffs: dict[str, Handoff] = field(factory=dict)
     members: dict[tuple[str, str], Member] = field(factory=dict)
     policies: dict[str, EscalationPolicy] = field(factory=dict)
+    endpoints: dict[tuple[str, str], WebhookEndpoint] = field(factory=dict)
 
 
 class Sender:
@@ -103,7 +110,9 @@ class Sender:
         settings: DeliverySettings,
         worker_id: str,
         make_id: IdFactory,
+        webhooks: WebhookSender | None = None,
     ) -> None:
+        self._webhooks = webhooks
         self._uow = uow
         self._clock = clock
         self._mail = mail
@@ -143,16 +152,108 @@ class Sender:
 
     async def deliver(self, leased: Sequence[Delivery]) -> Delivered:
         """Send a leased batch and record it: how many were sent, and how many deliveries it
-        added (fallback emails, due at once)."""
+        added (fallback emails, due at once).
+
+        Webhooks go apart from the notices, one group per endpoint, each recorded as soon as it
+        is done: an endpoint that hangs holds back only its own records (SPEC §14)."""
         batch = await self._context(leased)
         emails: list[Delivery] = []
         pushes: list[Delivery] = []
+        notices: list[Delivery] = []
+        hooks: dict[tuple[str, str], list[Delivery]] = defaultdict(list)
         for d in leased:
+            if d.channel is Channel.WEBHOOK:
+                hooks[(d.account_id, d.recipient_id)].append(d)
+                continue
+            notices.append(d)
             if self._still_due(d, batch):
                 (pushes if d.channel is Channel.PUSH else emails).append(d)
-        fallbacks = await self._push(pushes, batch)
-        await self._email(emails, batch)
-        return await self._record(leased, batch, fallbacks)
+
+        async def send_notices() -> Delivered:
+            if not notices:
+                return Delivered(sent=0, added=0)
+            fallbacks = await self._push(pushes, batch)
+            await self._email(emails, batch)
+            return await self._record(notices, batch, fallbacks)
+
+        try:
+            done = await asyncio.gather(
+                send_notices(), *(self._hook(group, batch) for group in hooks.values())
+            )
+        finally:
+            self.held.difference_update({d.leased_by for d in leased if d.leased_by})
+        return Delivered(sent=sum(d.sent for d in done), added=sum(d.added for d in done))
+
+    def _hook_due(self, d: Delivery, batch: _Batch) -> bool:
+        """A webhook goes while its endpoint exists and still wants the event; one announcing
+        the escalation or reminding of it stops once the escalation closed, while the claim or
+        withdrawal itself (kind `closure`) goes after it."""
+        handoff = batch.handoffs.get(d.handoff_id)
+        endpoint = batch.endpoints.get((d.account_id, d.recipient_id))
+        if handoff is None:
+            d.mark_cancelled(GONE)
+        elif endpoint is None:
+            d.mark_cancelled(ENDPOINT_GONE)
+        elif not endpoint.wants(str((d.payload or {}).get("type", ""))):
+            d.mark_cancelled(UNSUBSCRIBED)
+        elif handoff.status is not HandoffStatus.OPEN and d.kind is not NoticeKind.CLOSURE:
+            d.mark_cancelled(CLOSED.format(status=handoff.status.value))
+        elif self._webhooks is None:
+            d.mark_refused(NO_WEBHOOK_SENDER)
+        else:
+            return True
+        return False
+
+    async def _hook(self, group: list[Delivery], batch: _Batch) -> Delivered:
+        """Send one endpoint's deliveries of a batch and record them."""
+        due = [d for d in group if self._hook_due(d, batch)]
+        if due and self._webhooks is not None:
+            requests = [self._request(d, batch) for d in due]
+            try:
+                outcomes: Sequence[SendOutcome] = await self._webhooks.send(requests)
+            except Exception as exc:
+                log.warning("webhook batch failed", extra={"error": repr(exc), "count": len(due)})
+                outcomes = [SendOutcome(d.id, ok=False, error=repr(exc)) for d in due]
+            self._apply(due, outcomes)
+        return await self._record(group, batch, {})
+
+    def _request(self, d: Delivery, batch: _Batch) -> WebhookRequest:
+        endpoint = batch.endpoints[(d.account_id, d.recipient_id)]
+        body = d.payload or {}
+        if endpoint.format is WebhookFormat.SLACK:
+            handoff = batch.handoffs[d.handoff_id]
+            data = body.get("data") or {}
+            body = slack_message(
+                body,
+                batch.members.get((d.account_id, handoff.created_by)),
+                batch.members.get((d.account_id, str(data.get("actor_id", "")))),
+                self._settings.public_url,
+            )
+        return WebhookRequest(
+            delivery_id=d.id,
+            endpoint_id=endpoint.id,
+            url=endpoint.url,
+            secret=endpoint.secret,
+            body=body,
+            account_id=d.account_id,
+        )
+
+    def _apply(self, sent: list[Delivery], outcomes: Sequence[SendOutcome]) -> None:
+        """Mark each delivery by its outcome: sent, refused for good, or retried with backoff
+        (dead once the attempts are spent)."""
+        by_id = {o.delivery_id: o for o in outcomes}
+        when = self._clock.now()
+        retry = self._settings.retry
+        for d in sent:
+            outcome = by_id.get(d.id) or SendOutcome(d.id, ok=False, error="no outcome reported")
+            if outcome.ok:
+                d.mark_sent(when)
+            elif outcome.permanent:
+                d.mark_refused(outcome.error or "refused")
+            else:
+                attempts = d.attempts + 1
+                retry_at = None if retry.exhausted(attempts) else when + retry.delay(attempts)
+                d.mark_deferred(outcome.error or "temporary failure", retry_at)
 
     async def _context(self, leased: Sequence[Delivery]) -> _Batch:
         """The handoffs, recipients, escalators and account policies of a batch, read once."""
@@ -160,7 +261,17 @@ class Sender:
         wanted: dict[str, set[str]] = defaultdict(set)
         async with self._uow() as uow:
             for d in leased:
-                wanted[d.account_id].add(d.recipient_id)
+                if d.channel is Channel.WEBHOOK:
+                    key = (d.account_id, d.recipient_id)
+                    if key not in batch.endpoints:
+                        endpoint = await uow.webhooks.get(*key)
+                        if endpoint is not None:
+                            batch.endpoints[key] = endpoint
+                    actor = (d.payload or {}).get("data", {}).get("actor_id")
+                    if isinstance(actor, str):
+                        wanted[d.account_id].add(actor)
+                else:
+                    wanted[d.account_id].add(d.recipient_id)
                 if d.handoff_id in batch.handoffs:
                     continue
                 handoff = await uow.handoffs.get(d.account_id, d.handoff_id)
@@ -243,19 +354,7 @@ class Sender:
         except Exception as exc:
             log.warning("mail batch failed", extra={"error": repr(exc), "count": len(notices)})
             outcomes = [SendOutcome(n.delivery_id, ok=False, error=repr(exc)) for n in notices]
-        by_id = {o.delivery_id: o for o in outcomes}
-        when = self._clock.now()
-        retry = self._settings.retry
-        for d in emails:
-            outcome = by_id.get(d.id) or SendOutcome(d.id, ok=False, error="no outcome reported")
-            if outcome.ok:
-                d.mark_sent(when)
-            elif outcome.permanent:
-                d.mark_refused(outcome.error or "refused")
-            else:
-                attempts = d.attempts + 1
-                retry_at = None if retry.exhausted(attempts) else when + retry.delay(attempts)
-                d.mark_deferred(outcome.error or "temporary failure", retry_at)
+        self._apply(emails, outcomes)
 
     async def _record(
         self, leased: Sequence[Delivery], batch: _Batch, fallbacks: dict[str, Delivery]
@@ -297,9 +396,7 @@ class Sender:
             kept = [f for push_id, f in fallbacks.items() if push_id in recorded]
             if kept:
                 await uow.deliveries.add_many(kept)
-
             await uow.commit()
-        self.held.difference_update({d.leased_by for d in leased if d.leased_by})
         await announce(self._announcer, events)
         return Delivered(
             sent=sum(1 for d in leased if d.status is DeliveryStatus.SENT), added=len(kept)

@@ -26,6 +26,7 @@ from handoff_app.http.routes_handoffs import router as handoffs_router
 from handoff_app.http.routes_members import router as members_router
 from handoff_app.http.routes_sessions import router as sessions_router
 from handoff_app.http.routes_stream import router as stream_router
+from handoff_app.http.routes_webhooks import router as webhooks_router
 from handoff_app.http.schemas import Health
 from handoff_app.metrics import MeasureRequests, ProcessMetrics, exposition
 from handoff_app.settings import Settings, SettingsError
@@ -130,7 +131,13 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
             max_age=600,
         )
     app.include_router(_probes())
-    for router in (members_router, sessions_router, handoffs_router, stream_router):
+    for router in (
+        members_router,
+        sessions_router,
+        handoffs_router,
+        stream_router,
+        webhooks_router,
+    ):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(pages_router)
     app.include_router(claim_router)

@@ -17,12 +17,14 @@ from handoff_core.model import (
     DEFAULT_REMIND_AFTER_SECONDS,
     EMAIL_MAX,
     MAX_REMINDERS_LIMIT,
+    MAX_TIERS,
     NAME_MAX,
     NOTES_MAX,
     PUSH_CONFIRM_MAX_SECONDS,
     REMIND_AFTER_MAX_SECONDS,
     REMIND_AFTER_MIN_SECONDS,
     SUMMARY_MAX,
+    TIER_AFTER_MAX_SECONDS,
     Channel,
     Delivery,
     DeliveryStatus,
@@ -38,6 +40,8 @@ from handoff_core.model import (
     TimelineEvent,
 )
 from handoff_core.services.queries import EscalationStats
+from handoff_core.stream import StreamEventType
+from handoff_core.webhooks import URL_MAX, WebhookEndpoint, WebhookFormat
 
 ID_PATTERN = r"^[^\s\x00-\x1f\x7f-\x9f/]+$"  # handoff_core.model.check_id, in a URL
 KEY_PATTERN = r"^[\x21-\x7e]+$"
@@ -102,10 +106,22 @@ class HandoffIn(Body):
     engineer_notes: StrictStr = Field(default="", max_length=NOTES_MAX)
 
 
+class TierIn(Body):
+    roles: list[Role] = Field(min_length=1)
+    after_seconds: StrictInt = Field(default=0, ge=0, le=TIER_AFTER_MAX_SECONDS)
+
+
 class PolicyIn(Body):
     """Fields left out take their defaults."""
 
     roles: list[Role] | None = Field(default=None, min_length=1)
+    tiers: list[TierIn] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_TIERS,
+        description="Who is told when (SPEC §14): the first tier at 0 s, later ones after "
+        "more seconds each, if nobody claimed it by then. `roles` is then their union.",
+    )
     email_online_too: StrictBool = False
     remind_after_seconds: StrictInt = Field(
         default=DEFAULT_REMIND_AFTER_SECONDS,
@@ -118,6 +134,21 @@ class PolicyIn(Body):
         ge=0,
         le=PUSH_CONFIRM_MAX_SECONDS,
         description="A push not marked seen within this many seconds is emailed as well; 0: never",
+    )
+
+
+class WebhookIn(Body):
+    url: StrictStr = Field(
+        min_length=1, max_length=URL_MAX, examples=["https://hooks.example.com/handoff"]
+    )
+    events: list[StreamEventType] = Field(
+        min_length=1,
+        description="The stream's event names to post",
+        examples=[["escalation.created"]],
+    )
+    format: WebhookFormat = Field(
+        default=WebhookFormat.STANDARD,
+        description="`standard`: signed Standard Webhooks JSON; `slack`: a Slack/Teams message",
     )
 
 
@@ -160,12 +191,18 @@ class MemberOut(BaseModel):
         )
 
 
+class TierOut(BaseModel):
+    roles: list[Role]
+    after_seconds: int
+
+
 class PolicyOut(BaseModel):
     roles: list[Role]
     email_online_too: bool
     remind_after_seconds: int
     max_reminders: int
     push_confirm_seconds: int
+    tiers: list[TierOut]
 
     @classmethod
     def of(cls, p: EscalationPolicy) -> PolicyOut:
@@ -218,6 +255,7 @@ class HandoffOut(BaseModel):
     claimed_at: datetime | None
     closed_at: datetime | None
     policy: PolicyOut | None
+    tiers_reached: int = Field(description="How many of the policy's tiers were told so far")
 
     @classmethod
     def of(cls, h: Handoff) -> HandoffOut:
@@ -235,6 +273,7 @@ class HandoffOut(BaseModel):
             claimed_at=utc_or_none(h.claimed_at),
             closed_at=utc_or_none(h.closed_at),
             policy=None if h.policy is None else PolicyOut.of(h.policy),
+            tiers_reached=h.tiers_reached,
         )
 
 
@@ -303,6 +342,9 @@ class AnalyticsOut(BaseModel):
     time_to_claim_p50_s: float | None
     time_to_claim_p90_s: float | None
     claims_by_member: dict[str, int]
+    claims_by_tier: dict[str, int] = Field(
+        description='Claims by the tier the escalation had reached when claimed ("1" first)'
+    )
 
     @classmethod
     def of(cls, s: EscalationStats) -> AnalyticsOut:
@@ -315,6 +357,32 @@ class AnalyticsOut(BaseModel):
             time_to_claim_p50_s=s.time_to_claim_p50_s,
             time_to_claim_p90_s=s.time_to_claim_p90_s,
             claims_by_member=s.claims_by_member,
+            claims_by_tier=s.claims_by_tier,
+        )
+
+
+class WebhookOut(BaseModel):
+    id: str
+    url: str
+    events: list[StreamEventType]
+    format: WebhookFormat
+    created_at: datetime
+    updated_at: datetime
+    secret: str | None = Field(
+        default=None,
+        description="The signing secret (`whsec_...`): shown once, in the reply that created it",
+    )
+
+    @classmethod
+    def of(cls, w: WebhookEndpoint, *, show_secret: bool = False) -> WebhookOut:
+        return cls(
+            id=w.id,
+            url=w.url,
+            events=sorted(w.events),
+            format=w.format,
+            created_at=utc(w.created_at),
+            updated_at=utc(w.updated_at),
+            secret=w.secret if show_secret else None,
         )
 
 
