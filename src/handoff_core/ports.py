@@ -139,7 +139,11 @@ class Deliveries(Protocol):
 
     async def cancel_pending(
         self, account_id: str, handoff_id: str, kinds: Collection[NoticeKind], at: datetime
-    ) -> int: ...
+    ) -> int:
+        """Cancel the handoff's pending deliveries of these kinds that no worker holds a live
+        lease on at `at`; how many. A held one is its worker's to settle: the worker checks the
+        escalation at send time and records what it really did (cancelled, or sent)."""
+        ...
 
     async def lease_due(
         self,

@@ -77,10 +77,8 @@ async def test_cancel_pending_cancels_only_pending_of_those_kinds(
         make.delivery_object(handoff, "carol", kind=NoticeKind.REMINDER, round=1),
     )
     async with db() as uow:
-        leased = await uow.deliveries.lease_due(
-            make.at(0), owner="w1", until=make.at(300), limit=10
-        )
-        assert len(leased) == 2
+        leased = await uow.deliveries.lease_due(make.at(0), owner="w1", until=make.at(3), limit=10)
+        assert len(leased) == 2  # a lease that has run out by the time of the cancel
         cancelled = await uow.deliveries.cancel_pending(
             "acme", handoff.id, [NoticeKind.REMINDER], make.at(5)
         )
@@ -228,7 +226,33 @@ async def test_record_stores_the_outcome_and_ends_the_lease(
     assert stored[refused.id].last_error == "550 mailbox unavailable"
 
 
-async def test_a_cancelled_delivery_cannot_be_recorded_as_sent(
+async def test_a_delivery_in_flight_is_left_to_its_worker_and_recorded_as_what_it_did(
+    db: UnitOfWorkFactory, make: Any
+) -> None:
+    """A claim while a worker holds the lease: the worker already sent it, so it stays sent."""
+    handoff = await make.handoff()
+    await make.deliveries(handoff, make.delivery_object(handoff))
+    async with db() as uow:
+        (leased,) = await uow.deliveries.lease_due(
+            make.at(0), owner="w1", until=make.at(60), limit=5
+        )
+        await uow.commit()
+    async with db() as uow:
+        assert (
+            await uow.deliveries.cancel_pending("acme", handoff.id, list(NoticeKind), make.at(1))
+            == 0
+        )
+        await uow.commit()
+    leased.mark_sent(make.at(2))
+    async with db() as uow:
+        assert await uow.deliveries.record(leased)
+        await uow.commit()
+    async with db() as uow:
+        (stored,) = await uow.deliveries.for_handoff("acme", handoff.id)
+    assert stored.status is DeliveryStatus.SENT
+
+
+async def test_a_delivery_whose_lease_ran_out_is_cancelled_and_its_old_holder_cannot_record(
     db: UnitOfWorkFactory, make: Any
 ) -> None:
     handoff = await make.handoff()
@@ -237,9 +261,14 @@ async def test_a_cancelled_delivery_cannot_be_recorded_as_sent(
         (leased,) = await uow.deliveries.lease_due(
             make.at(0), owner="w1", until=make.at(60), limit=5
         )
-        await uow.deliveries.cancel_pending("acme", handoff.id, list(NoticeKind), make.at(1))
         await uow.commit()
-    leased.mark_sent(make.at(2))
+    async with db() as uow:
+        assert (
+            await uow.deliveries.cancel_pending("acme", handoff.id, list(NoticeKind), make.at(61))
+            == 1
+        )
+        await uow.commit()
+    leased.mark_sent(make.at(62))
     async with db() as uow:
         assert not await uow.deliveries.record(leased)
         await uow.commit()

@@ -126,5 +126,6 @@ async def test_readyz_is_503_and_calls_are_503_when_the_database_is_gone(tmp_pat
             assert (await client.get("/healthz")).status_code == 200
             call = await client.get(f"{API}/members", headers=bearer(settings, "acme", "erin"))
             _is_error(call, 503, "storage_unavailable")
+            assert "sqlite" not in call.text and str(tmp_path) not in call.text  # the log has it
     finally:
         await services.close()

@@ -57,6 +57,9 @@ async def test_a_last_event_id_from_another_store_gets_a_reset(
     async with open_stream(base_url, token(settings, EVE), last_event_id="999999") as eve:
         reset = await eve.next()
         assert reset.event == "stream.reset"
+        assert (
+            eve.ready.id == reset.id
+        )  # the stream stands at the account's position: no id goes back
         _, handoff_id = await remote.escalate(ERIN)
         created = await eve.next()
     assert created.json()["handoff_id"] == handoff_id

@@ -263,6 +263,7 @@ class MemoryDeliveries(Deliveries):
                 and d.handoff_id == handoff_id
                 and d.kind in kinds
                 and d.status is DeliveryStatus.PENDING
+                and (d.leased_until is None or d.leased_until <= at)
             ):
                 updated = clone(d)
                 updated.mark_cancelled("the escalation was closed")

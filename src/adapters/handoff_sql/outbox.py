@@ -65,6 +65,7 @@ class SqlDeliveries(SqlRepository, Deliveries):
                 deliveries.c.handoff_id == handoff_id,
                 deliveries.c.status == DeliveryStatus.PENDING,
                 deliveries.c.kind.in_([NoticeKind(k) for k in kinds]),
+                sa.or_(deliveries.c.leased_until.is_(None), deliveries.c.leased_until <= at),
             )
             .values(
                 status=DeliveryStatus.CANCELLED,

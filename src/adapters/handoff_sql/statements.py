@@ -35,8 +35,9 @@ def reason(exc: BaseException) -> str:
 
 
 # PostgreSQL SQLSTATE classes that mean "could not get a usable connection": connection exception,
-# bad credentials, no such database, server shutting down or starting, too many connections.
-_UNREACHABLE_STATES = ("08", "28", "3D000", "57P", "53300")
+# bad credentials, no such database, server shutting down or starting, too many connections; and
+# a transaction the server undid (deadlock, serialization): nothing was written, try again.
+_UNREACHABLE_STATES = ("08", "28", "3D000", "57P", "53300", "40P01", "40001")
 
 
 def is_unavailable(exc: BaseException) -> bool:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
+from handoff_core.errors import StorageUnavailable
 from handoff_core.ports import UnitOfWorkFactory
 from handoff_core.services.delivery import DeliveryService
 from handoff_core.stream import StreamEvent
@@ -100,6 +101,8 @@ class StreamGuard:
             try:
                 if not await self.sweep():
                     return  # no stream open: the next one starts the guard again
+            except StorageUnavailable as down:
+                log.warning("stream guard pass failed: %s", down.detail)
             except Exception:
                 log.exception("stream guard pass failed")
 

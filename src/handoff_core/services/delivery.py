@@ -10,6 +10,7 @@ import asyncio
 import logging
 from datetime import datetime, timedelta
 
+from handoff_core.errors import StorageUnavailable
 from handoff_core.model import Intent
 from handoff_core.policy import IdFactory, new_id
 from handoff_core.ports import (
@@ -77,6 +78,9 @@ class DeliveryService:
                 handoff = await uow.handoffs.get(account_id, handoff_id)
             if handoff is None or handoff.intent is Intent.PARK:
                 return 0
+        except StorageUnavailable as down:
+            log.warning("dispatch failed: %s", down.detail, extra={"handoff_id": handoff_id})
+            return 0
         except Exception:
             log.exception("dispatch failed", extra={"handoff_id": handoff_id})
             return 0
@@ -92,6 +96,8 @@ class DeliveryService:
                     done += delivered.sent
                     if len(leased) < limit and not delivered.added:
                         break  # it took all that was due, and sending made nothing new
+            except StorageUnavailable as down:
+                log.warning("dispatch failed: %s", down.detail, extra={"handoff_id": handoff_id})
             except Exception:
                 log.exception("dispatch failed", extra={"handoff_id": handoff_id, "sent": done})
             return done
@@ -125,6 +131,9 @@ class DeliveryService:
             while not stop.is_set():
                 try:
                     busy = await (self.run_once() if first else self._send_once())
+                except StorageUnavailable as down:  # expected while the store is down: one line
+                    log.warning("worker pass failed: %s", down.detail)
+                    busy = 0
                 except Exception:
                     log.exception("worker pass failed", extra={"worker": self.worker_id})
                     busy = 0

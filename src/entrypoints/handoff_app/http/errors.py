@@ -100,6 +100,9 @@ def for_refusal(refusal: ApiRefusal) -> JSONResponse:
     return error_response(refusal.status, refusal.code, refusal.detail, headers=refusal.headers)
 
 
+UNAVAILABLE = "the service cannot reach its store right now; nothing was changed; try again later"
+
+
 def for_domain_error(exc: HandoffError) -> JSONResponse:
     if isinstance(exc, NotAMember):  # the token's member, as the use case found it
         return for_refusal(not_a_member())
@@ -109,6 +112,8 @@ def for_domain_error(exc: HandoffError) -> JSONResponse:
         extra["claimed_by"] = exc.by
     if isinstance(exc, ValidationError):
         extra["field"] = exc.field
+    if isinstance(exc, StorageUnavailable):  # its words name the database: the log has them
+        return error_response(status, exc.code, UNAVAILABLE, extra=extra)
     return error_response(status, exc.code, exc.detail, extra=extra)
 
 
@@ -169,7 +174,7 @@ def install(app: FastAPI, *, vet_invalid: Vetting | None = None) -> None:
     async def domain(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HandoffError)
         if isinstance(exc, StorageUnavailable):
-            log.warning("storage unavailable", extra={"path": request.url.path})
+            log.warning("%s", exc.detail, extra={"path": request.url.path})
         if isinstance(exc, ValidationError):
             return await vetted(request, for_domain_error(exc))
         return for_domain_error(exc)

@@ -78,12 +78,13 @@ async def _events(
         last = await services.streams.position(account_id)
         yield _sse(READY, last, {"position": last})
     else:
-        yield _sse(READY, after, {"position": after})
         replay = await services.streams.replay(account_id, member_id, after)
-        if replay.reset:
+        if replay.reset:  # ids never go backwards: the stream stands at the account's position
             last = replay.position
+            yield _sse(READY, last, {"position": last})
             yield _sse(RESET, last, {"position": last, "reason": "cannot replay from this id"})
         else:
+            yield _sse(READY, after, {"position": after})
             last = after
             for missed in replay.events:
                 yield _event(missed)
