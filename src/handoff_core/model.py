@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import unicodedata
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -132,6 +133,18 @@ def check_text(field_name: str, value: object, *, max_len: int, required: bool =
     return value
 
 
+UNSEEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})  # control, format, surrogate, …
+
+
+def check_name(field_name: str, value: object, *, max_len: int) -> str:
+    """A person's or a thing's name as people read it: required, at most `max_len` characters,
+    on one line with no control characters (it goes into email headers and pages)."""
+    text = check_text(field_name, value, max_len=max_len, required=True)
+    if any(unicodedata.category(ch) == "Cc" for ch in text):
+        raise ValidationError(field_name, "must be one line, without control characters")
+    return text
+
+
 def check_id(field_name: str, value: object) -> str:
     """The one id rule of the library, the CLI and the HTTP API: 1 to 128 characters, none of
     them whitespace, a control character or `/`, and not `.` or `..`, so that every id can be
@@ -141,6 +154,12 @@ def check_id(field_name: str, value: object) -> str:
         raise ValidationError(field_name, "must not contain whitespace")
     if any(ch < " " or "\x7f" <= ch <= "\x9f" for ch in text):
         raise ValidationError(field_name, "must not contain control characters")
+    if any(ch == "\ufffd" or unicodedata.category(ch) in UNSEEN_CATEGORIES for ch in text):
+        raise ValidationError(
+            field_name,
+            "must not contain invisible or undecodable characters (format marks such as U+202E "
+            "or U+FEFF, U+FFFD for bytes that were not UTF-8)",
+        )
     if "/" in text:
         raise ValidationError(field_name, "must not contain '/' (ids are URL path segments)")
     if text in (".", ".."):
@@ -229,7 +248,7 @@ class Member:
             id=check_id("id", id),
             account_id=check_id("account_id", account_id),
             email=check_email(email),
-            name=check_text("name", name, max_len=NAME_MAX, required=True),
+            name=check_name("name", name, max_len=NAME_MAX),
             role=_role(role),
             active=_bool("active", active),
         )
@@ -315,7 +334,9 @@ class Session:
             owner_id=owner.id,
             assignee_id=owner.id,
             status=SessionStatus.ACTIVE,
-            problem_summary=check_text("problem_summary", problem_summary, max_len=SUMMARY_MAX),
+            problem_summary=check_text(
+                "problem_summary", problem_summary, max_len=SUMMARY_MAX, required=True
+            ),
             context=check_context({} if context is None else context),
             created_at=now,
             updated_at=now,
@@ -347,7 +368,7 @@ class Session:
         summary = (
             None
             if problem_summary is None
-            else check_text("problem_summary", problem_summary, max_len=SUMMARY_MAX)
+            else check_text("problem_summary", problem_summary, max_len=SUMMARY_MAX, required=True)
         )
         new_context = None if context is None else check_context(context)
         if summary is not None:

@@ -141,3 +141,11 @@ def test_a_bad_webhook_setting_is_one_line_naming_it(name: str, value: str) -> N
     with pytest.raises(SettingsError) as caught:
         Settings.from_env({name: value})
     assert name in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://h.test/?x=1", "http://h.test/#top", "http://user:pw@h.test", "https://u@h.test"]
+)
+def test_a_public_url_that_cannot_carry_links_is_refused(url: str) -> None:
+    with pytest.raises(SettingsError, match="HANDOFF_PUBLIC_URL"):
+        Settings.from_env({"HANDOFF_PUBLIC_URL": url, "HANDOFF_JWT_SECRET": "s" * 32})

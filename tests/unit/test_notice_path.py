@@ -268,3 +268,31 @@ async def test_the_worker_forgets_stream_events_older_than_it_keeps(stage: Stage
     assert (await stage.streams.replay(ACME, "bob", 0)).reset
     replay = await stage.streams.replay(ACME, "bob", 1)
     assert [e.handoff_id for e in replay.events] == [recent.id]
+
+
+# --- what a fresh user's tryout found -------------------------------------------------------
+
+
+async def test_ids_with_invisible_or_undecodable_characters_are_refused(stage: Stage) -> None:
+    for bad in ("a\u202eb", "\ufeffbob", "bob\ufffd", "x\u200by"):
+        error = await stage.refused(
+            lambda bad=bad: stage.members.upsert(
+                ACME, bad, email="x@acme.test", name="X", role="engineer"
+            ),
+            ValidationError,
+        )
+        assert error.field == "id"
+
+
+async def test_names_are_one_line_and_summaries_are_not_blank(stage: Stage) -> None:
+    for bad in ("Bob\r\nBcc: eve@acme.test", "Bob\tSmith"):
+        error = await stage.refused(
+            lambda bad=bad: stage.members.upsert(
+                ACME, "bob2", email="bob2@acme.test", name=bad, role="engineer"
+            ),
+            ValidationError,
+        )
+        assert error.field == "name"
+    for blank in ("", "   "):
+        error = await stage.refused(lambda blank=blank: stage.start(summary=blank), ValidationError)
+        assert error.field == "problem_summary"

@@ -104,6 +104,11 @@ def _public_url(raw: str) -> str:
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise SettingsError(f"HANDOFF_PUBLIC_URL={raw!r} must be an http(s) URL")
+    if parts.query or parts.fragment or "@" in parts.netloc:
+        raise SettingsError(
+            "HANDOFF_PUBLIC_URL must be a plain base URL like https://desk.example.com/handoff "
+            "(no query, fragment or credentials: links are built on it and sent in emails)"
+        )
     return raw.rstrip("/")
 
 
