@@ -27,6 +27,7 @@ def login_link(settings: dict[str, str], base: str, member: str) -> str:
 async def inbox(pages: Pages, base: str, link: str) -> Page:
     _, page = await pages.new()
     await page.goto(link)
+    await page.get_by_role("button", name="Sign in").click()
     await page.wait_for_url(f"{base}/")
     await page.wait_for_selector("#live[data-state=live]")
     return page

@@ -81,16 +81,26 @@ async def inbox(request: Request, services: ServicesDep, settings: SettingsDep) 
 
 
 @router.get("/login/{code}", response_class=HTMLResponse)
+async def login_page(request: Request, code: Annotated[str, Path(max_length=CODE_MAX)]) -> Response:
+    """The sign-in link's page: a button that spends the link. Opening the link (a GET, as mail
+    scanners and chat previews do) spends nothing."""
+    return views.page(request, "sign_in_link.html", code=code)
+
+
+@router.post("/login/{code}", response_class=HTMLResponse)
 async def login(
     request: Request,
     code: Annotated[str, Path(max_length=CODE_MAX)],
     services: ServicesDep,
     settings: SettingsDep,
 ) -> Response:
-    """Spend a one-time sign-in link: set the session cookie, then go to the inbox.
+    """Spend a one-time sign-in link (from its own page's button only): set the session cookie,
+    then go to the inbox.
 
     The inbox is reached by a page of ours rather than a redirect, so the SameSite=Strict cookie
-    goes with it even when the link was opened from another site (a chat, a mail client)."""
+    goes with it."""
+    if not browser.same_origin(request, settings):
+        return views.notice(request, 403, "Not signed in", "That request came from another site.")
     try:
         member = await SignInService(services.uow, services.clock).redeem(code)
     except NotFound:
