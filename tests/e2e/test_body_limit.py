@@ -200,3 +200,29 @@ async def test_a_body_that_trickles_forever_is_drained_only_for_a_while() -> Non
     async with serving(limited) as base:
         trickle = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
         assert await _status_after(_port(base), trickle, b"20\r\n" + b"x" * 32 + b"\r\n") == b"413"
+
+
+async def test_a_body_that_stops_arriving_gets_408_and_the_connection_is_closed(
+    tmp_path: Path,
+) -> None:
+    """A client that sends 10 of the 1,000 bytes it declared, then nothing: it may not hold the
+    connection forever."""
+    settings = make_settings(tmp_path, body_timeout_seconds=0.5)
+    services = await prepared(settings)
+    try:
+        async with serving(create_app(settings, services)) as base:
+            reader, writer = await asyncio.open_connection("127.0.0.1", _port(base))
+            headers = bearer(settings, "acme", "erin")
+            lines = [f"POST {API}/ai-sessions HTTP/1.1", "Host: handoff.test"]
+            lines += [f"{k}: {v}" for k, v in headers.items()]
+            lines += ["Content-Type: application/json", "Content-Length: 1000"]
+            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + b'{"problem_')
+            await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            rest = await asyncio.wait_for(reader.read(), 10)  # then the server closes
+            writer.close()
+    finally:
+        await services.close()
+    assert head.startswith(b"HTTP/1.1 408")
+    assert b"connection: close" in head.lower()
+    assert json.loads(rest)["error"] == "request_timeout"

@@ -131,6 +131,7 @@ class Settings:
     worker_lease_seconds: float = 300.0
     worker_batch: int = 100
     body_limit_bytes: int = 512 * 1024
+    body_timeout_seconds: float = 30.0  # a body still arriving after this gets 408
     heartbeat_seconds: float = 15.0
     dispatch_concurrency: int = 8  # 0: nothing is sent from this process's requests
     worker_lanes: int = 1  # batches a worker sends at once
@@ -216,6 +217,9 @@ class Settings:
                 env, "HANDOFF_BODY_LIMIT_BYTES", int, 512 * 1024, 1024, 64 << 20
             ),
             heartbeat_seconds=_number(env, "HANDOFF_HEARTBEAT_SECONDS", float, 15.0, 0.05, 3600),
+            body_timeout_seconds=_number(
+                env, "HANDOFF_BODY_TIMEOUT_SECONDS", float, 30.0, 0.1, 3600
+            ),
             dispatch_concurrency=_number(env, "HANDOFF_DISPATCH_CONCURRENCY", int, 8, 0, 256),
             worker_lanes=_number(env, "HANDOFF_WORKER_LANES", int, 1, 1, 32),
             webhook_allow_private=_flag(env, "HANDOFF_WEBHOOK_ALLOW_PRIVATE"),

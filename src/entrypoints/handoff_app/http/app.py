@@ -112,7 +112,9 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     )
     app.state.handoff = ServiceSlot(settings, services)
     errors.install(app, vet_invalid=stranger_refusal)
-    app.add_middleware(BodyLimit, limit=settings.body_limit_bytes)
+    app.add_middleware(
+        BodyLimit, limit=settings.body_limit_bytes, body_seconds=settings.body_timeout_seconds
+    )
     app.add_middleware(EndStreams)
     if settings.metrics:
         process = ProcessMetrics()

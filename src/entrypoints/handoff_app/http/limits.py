@@ -11,6 +11,9 @@ DRAIN_BYTES = 16 * 1024 * 1024
 """At most this much of a refused body is read and thrown away before the 413 goes out."""
 DRAIN_SECONDS = 10.0
 """And for at most this long: a client that trickles its body is answered (and cut) after it."""
+BODY_SECONDS = 30.0
+"""A body still arriving after this long is refused with 408 and the connection closed: a client
+that stops sending cannot hold a connection (and its worker) forever."""
 
 
 def _header(scope: Scope, wanted: bytes) -> bytes | None:
@@ -56,9 +59,11 @@ class BodyLimit:
         *,
         drain_bytes: int = DRAIN_BYTES,
         drain_seconds: float = DRAIN_SECONDS,
+        body_seconds: float = BODY_SECONDS,
     ) -> None:
         self.app = app
         self.limit = limit
+        self.body_seconds = body_seconds
         self.drain_bytes = drain_bytes
         self.drain_seconds = drain_seconds
 
@@ -73,20 +78,28 @@ class BodyLimit:
             return
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client left before sending its body: nobody to answer
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                more = message.get("more_body", False)
-                drained = not more or await self._drain(scope, receive, size)
-                await self._refuse(send, keep_alive=drained)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(self.body_seconds):
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return  # the client left before sending its body: nobody to answer
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.limit:
+                        more = message.get("more_body", False)
+                        drained = not more or await self._drain(scope, receive, size)
+                        await self._refuse(send, keep_alive=drained)
+                        return
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            await self._answer(
+                send, 408, "request_timeout",
+                f"the body did not arrive within {self.body_seconds:g} s", keep_alive=False,
+            )  # fmt: skip
+            return
         body = b"".join(chunks)
         replayed = False
 
@@ -121,14 +134,18 @@ class BodyLimit:
     async def _refuse(self, send: Send, *, keep_alive: bool) -> None:
         """413 in the API's error shape; the connection is closed unless the body was read whole
         (what is left of it would be read as the next request)."""
-        payload = json.dumps(
-            {"error": "payload_too_large", "detail": f"the body must be at most {self.limit} bytes"}
-        ).encode()
+        detail = f"the body must be at most {self.limit} bytes"
+        await self._answer(send, 413, "payload_too_large", detail, keep_alive=keep_alive)
+
+    async def _answer(
+        self, send: Send, status: int, code: str, detail: str, *, keep_alive: bool
+    ) -> None:
+        payload = json.dumps({"error": code, "detail": detail}).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(payload)).encode()),
         ]
         if not keep_alive:
             headers.append((b"connection", b"close"))
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload, "more_body": False})
