@@ -153,7 +153,7 @@ def restate(found: Sequence[Transaction], handoff_id: str) -> Restated:
         **{d: f"('pgbd-' || :h || '-{k}')" for d, k in delivery_ids.items()},
     }
 
-    def one(sql: str, params: Sequence[Any]) -> str:
+    def one(sql: str, params: Sequence[Any], seq: str | None = None) -> str:
         values = list(params)
         if sql.startswith("UPDATE sessions"):
             set_at = re.search(r"\bversion=\$(\d+)", sql)
@@ -162,7 +162,10 @@ def restate(found: Sequence[Transaction], handoff_id: str) -> Restated:
                 values[int(set_at.group(1)) - 1] = values[int(where_at.group(1)) - 1]
 
         def put(match: re.Match[str]) -> str:
-            value = values[int(match.group(1)) - 1]
+            index = int(match.group(1)) - 1
+            if seq is not None and index == 1:  # stream_events.seq: the head this run numbered
+                return seq
+            value = values[index]
             if isinstance(value, str) and value in keys:
                 return keys[value]
             return literal(value)
@@ -181,6 +184,14 @@ def restate(found: Sequence[Transaction], handoff_id: str) -> Restated:
             statements.append(short(sql) + (f" x{len(row['params'])}" if row["many"] else ""))
             if sql in ("BEGIN", "COMMIT", "ROLLBACK"):
                 lines.append(sql + ";")
+            elif sql.startswith("INSERT INTO stream_events"):
+                # The account's stream is numbered at run time (the head upsert sets :head), so
+                # each pgbench transaction appends after the last, as the adapter does.
+                rows = row["params"] if row["many"] else [row["params"] or []]
+                n = len(rows)
+                lines += [one(sql, p, f"(:head - {n - 1 - k})") for k, p in enumerate(rows)]
+            elif sql.startswith("INSERT INTO stream_heads"):
+                lines.append(one(sql, row["params"] or []).removesuffix(";") + " \\gset")
             elif row["many"]:
                 lines.append("\\startpipeline")
                 lines += [one(sql, params) for params in row["params"]]
