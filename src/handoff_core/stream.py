@@ -53,30 +53,46 @@ class StreamEvent:
         return self.audience is None or member_id in self.audience
 
 
-def _payload(handoff: Handoff, summary: str, actor_id: str, at: datetime) -> JsonObject:
-    return {
+def _event(
+    type: StreamEventType,
+    handoff: Handoff,
+    actor_id: str,
+    at: datetime,
+    audience: Collection[str] | None,
+    **extra: object,
+) -> StreamEvent:
+    """The one shape of every stream event's `data`: handoff_id, session_id, problem_summary (as
+    snapshotted), actor_id, at, and what the event adds."""
+    data: JsonObject = {
         "handoff_id": handoff.id,
         "session_id": handoff.session_id,
-        "problem_summary": summary,
+        "problem_summary": str(handoff.snapshot.get("problem_summary", "")),
         "actor_id": actor_id,
         "at": at.isoformat(),
+        **extra,
     }
+    return StreamEvent(
+        account_id=handoff.account_id,
+        type=type,
+        handoff_id=handoff.id,
+        data=data,
+        audience=None if audience is None else frozenset(audience),
+    )
 
 
 def escalation_created(handoff: Handoff, recipients: Collection[str], tier: int = 1) -> StreamEvent:
     """An escalation raised: told to its recipients (never the escalator). A later tier of it
     (SPEC §14) is the same event told to that tier's new members, with `tier` in its data."""
-    summary = str(handoff.snapshot.get("problem_summary", ""))
-    data = _payload(handoff, summary, handoff.created_by, handoff.created_at)
-    data["engineer_notes"] = handoff.engineer_notes
+    extra: dict[str, object] = {"engineer_notes": handoff.engineer_notes}
     if tier > 1:
-        data["tier"] = tier
-    return StreamEvent(
-        account_id=handoff.account_id,
-        type=StreamEventType.ESCALATION_CREATED,
-        handoff_id=handoff.id,
-        data=data,
-        audience=frozenset(recipients),
+        extra["tier"] = tier
+    return _event(
+        StreamEventType.ESCALATION_CREATED,
+        handoff,
+        handoff.created_by,
+        handoff.created_at,
+        recipients,
+        **extra,
     )
 
 
@@ -84,38 +100,24 @@ def escalation_reminded(
     handoff: Handoff, recipients: Collection[str], round: int, at: datetime
 ) -> StreamEvent:
     """Reminder `round` of an escalation still open: told to those reminded."""
-    summary = str(handoff.snapshot.get("problem_summary", ""))
-    data = _payload(handoff, summary, handoff.created_by, at)
-    data["engineer_notes"] = handoff.engineer_notes
-    data["round"] = round
-    return StreamEvent(
-        account_id=handoff.account_id,
-        type=StreamEventType.ESCALATION_REMINDED,
-        handoff_id=handoff.id,
-        data=data,
-        audience=frozenset(recipients),
+    return _event(
+        StreamEventType.ESCALATION_REMINDED,
+        handoff,
+        handoff.created_by,
+        at,
+        recipients,
+        engineer_notes=handoff.engineer_notes,
+        round=round,
     )
 
 
 def escalation_claimed(handoff: Handoff, claimer_id: str, at: datetime) -> StreamEvent:
     """Someone took it: every senior's queue changed, so every senior is told."""
-    summary = str(handoff.snapshot.get("problem_summary", ""))
-    data = _payload(handoff, summary, claimer_id, at)
-    data["claimed_by"] = claimer_id
-    return StreamEvent(
-        account_id=handoff.account_id,
-        type=StreamEventType.ESCALATION_CLAIMED,
-        handoff_id=handoff.id,
-        data=data,
+    return _event(
+        StreamEventType.ESCALATION_CLAIMED, handoff, claimer_id, at, None, claimed_by=claimer_id
     )
 
 
 def escalation_withdrawn(handoff: Handoff, actor_id: str, at: datetime) -> StreamEvent:
     """The escalator (or a manager) took it back: every senior is told."""
-    summary = str(handoff.snapshot.get("problem_summary", ""))
-    return StreamEvent(
-        account_id=handoff.account_id,
-        type=StreamEventType.ESCALATION_WITHDRAWN,
-        handoff_id=handoff.id,
-        data=_payload(handoff, summary, actor_id, at),
-    )
+    return _event(StreamEventType.ESCALATION_WITHDRAWN, handoff, actor_id, at, None)
