@@ -226,10 +226,16 @@ async def test_record_stores_the_outcome_and_ends_the_lease(
     assert stored[refused.id].last_error == "550 mailbox unavailable"
 
 
-async def test_a_delivery_in_flight_is_left_to_its_worker_and_recorded_as_what_it_did(
-    db: UnitOfWorkFactory, make: Any
+@pytest.mark.parametrize(
+    ("cancel_at", "cancelled", "kept"),
+    [(1, 0, DeliveryStatus.SENT), (61, 1, DeliveryStatus.CANCELLED)],
+    ids=["in-flight", "lease-ran-out"],
+)
+async def test_a_claim_leaves_a_delivery_in_flight_to_its_worker_until_its_lease_runs_out(
+    db: UnitOfWorkFactory, make: Any, cancel_at: int, cancelled: int, kept: DeliveryStatus
 ) -> None:
-    """A claim while a worker holds the lease: the worker already sent it, so it stays sent."""
+    """While a worker holds the lease, what it really did is what is recorded (it sent it); once
+    the lease ran out, the claim cancels it and the old holder can no longer record."""
     handoff = await make.handoff()
     await make.deliveries(handoff, make.delivery_object(handoff))
     async with db() as uow:
@@ -238,43 +244,17 @@ async def test_a_delivery_in_flight_is_left_to_its_worker_and_recorded_as_what_i
         )
         await uow.commit()
     async with db() as uow:
-        assert (
-            await uow.deliveries.cancel_pending("acme", handoff.id, list(NoticeKind), make.at(1))
-            == 0
-        )
+        kinds = list(NoticeKind)
+        got = await uow.deliveries.cancel_pending("acme", handoff.id, kinds, make.at(cancel_at))
+        assert got == cancelled
         await uow.commit()
-    leased.mark_sent(make.at(2))
+    leased.mark_sent(make.at(cancel_at + 1))
     async with db() as uow:
-        assert await uow.deliveries.record(leased)
-        await uow.commit()
-    async with db() as uow:
-        (stored,) = await uow.deliveries.for_handoff("acme", handoff.id)
-    assert stored.status is DeliveryStatus.SENT
-
-
-async def test_a_delivery_whose_lease_ran_out_is_cancelled_and_its_old_holder_cannot_record(
-    db: UnitOfWorkFactory, make: Any
-) -> None:
-    handoff = await make.handoff()
-    await make.deliveries(handoff, make.delivery_object(handoff))
-    async with db() as uow:
-        (leased,) = await uow.deliveries.lease_due(
-            make.at(0), owner="w1", until=make.at(60), limit=5
-        )
-        await uow.commit()
-    async with db() as uow:
-        assert (
-            await uow.deliveries.cancel_pending("acme", handoff.id, list(NoticeKind), make.at(61))
-            == 1
-        )
-        await uow.commit()
-    leased.mark_sent(make.at(62))
-    async with db() as uow:
-        assert not await uow.deliveries.record(leased)
+        assert await uow.deliveries.record(leased) == (kept is DeliveryStatus.SENT)
         await uow.commit()
     async with db() as uow:
         (stored,) = await uow.deliveries.for_handoff("acme", handoff.id)
-    assert stored.status is DeliveryStatus.CANCELLED
+    assert stored.status is kept
 
 
 async def test_release_gives_back_only_that_owners_pending_leases(
