@@ -1,9 +1,8 @@
 """One wiring of the use cases over any adapters: the service and every test harness call `wire`.
 
-    from handoff_core.bootstrap import wire
-    from handoff_memory import ManualClock, MemoryDatabase, RecordingMailSender, RecordingPushHub
-    library = wire(MemoryDatabase(), ManualClock(), RecordingMailSender(), hub=RecordingPushHub())
-    await library.handoffs.escalate(...)
+With the fakes of `handoff_memory`, for instance:
+`library = wire(MemoryDatabase(), ManualClock(), RecordingMailSender(), hub=RecordingPushHub())`,
+then `await library.handoffs.escalate(...)`.
 
 Like cosmicpython's `bootstrap`, it takes real adapters or fakes alike and builds the same graph.
 """
