@@ -41,6 +41,33 @@ def recipients(
     ]
 
 
+def _due(
+    make_id: IdFactory,
+    account_id: str,
+    handoff_id: str,
+    recipient_id: str,
+    address: str,
+    channel: Channel,
+    now: datetime,
+    *,
+    kind: NoticeKind = NoticeKind.ESCALATION,
+    round: int = 0,
+) -> Delivery:
+    """A new delivery, due at `now`: the one shape every plan makes."""
+    return Delivery(
+        id=make_id(),
+        account_id=account_id,
+        handoff_id=handoff_id,
+        recipient_id=recipient_id,
+        address=address,
+        channel=channel,
+        kind=kind,
+        created_at=now,
+        next_attempt_at=now,
+        round=round,
+    )
+
+
 def plan(
     handoff: Handoff,
     members: Iterable[Member],
@@ -67,17 +94,7 @@ def plan(
             channels = (Channel.EMAIL,)
         for channel in channels:
             planned.append(
-                Delivery(
-                    id=make_id(),
-                    account_id=account_id,
-                    handoff_id=handoff_id,
-                    recipient_id=member.id,
-                    address=member.email,
-                    channel=channel,
-                    kind=NoticeKind.ESCALATION,
-                    created_at=now,
-                    next_attempt_at=now,
-                )
+                _due(make_id, account_id, handoff_id, member.id, member.email, channel, now)
             )
     return planned
 
@@ -99,16 +116,15 @@ def plan_reminders(
     if policy is None or not handoff.is_open_escalation or round > policy.max_reminders:
         return []
     return [
-        Delivery(
-            id=make_id(),
-            account_id=handoff.account_id,
-            handoff_id=handoff.id,
-            recipient_id=member.id,
-            address=member.email,
-            channel=Channel.EMAIL,
+        _due(
+            make_id,
+            handoff.account_id,
+            handoff.id,
+            member.id,
+            member.email,
+            Channel.EMAIL,
+            now,
             kind=NoticeKind.REMINDER,
-            created_at=now,
-            next_attempt_at=now,
             round=round,
         )
         for member in recipients(
@@ -121,16 +137,15 @@ def fallback_email(push: Delivery, now: datetime, make_id: IdFactory = new_id) -
     """The email that takes over from a push that did not reach its recipient: none had a live
     stream when it was sent, or nobody marked it seen within the policy's `push_confirm_seconds`
     (SPEC §5, §10). Same recipient, notice and round; due at once."""
-    return Delivery(
-        id=make_id(),
-        account_id=push.account_id,
-        handoff_id=push.handoff_id,
-        recipient_id=push.recipient_id,
-        address=push.address,
-        channel=Channel.EMAIL,
+    return _due(
+        make_id,
+        push.account_id,
+        push.handoff_id,
+        push.recipient_id,
+        push.address,
+        Channel.EMAIL,
+        now,
         kind=push.kind,
-        created_at=now,
-        next_attempt_at=now,
         round=push.round,
     )
 

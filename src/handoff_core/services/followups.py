@@ -7,20 +7,27 @@ Each is taken by one conditional write, so any number of workers raise each exac
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection
 
 import attrs
 
-from handoff_core.model import Channel, EscalationPolicy, EventType, Handoff, TimelineEvent
+from handoff_core.model import (
+    Channel,
+    EscalationPolicy,
+    EventType,
+    Handoff,
+    Member,
+    Role,
+    TimelineEvent,
+)
 from handoff_core.policy import (
     IdFactory,
     fallback_email,
     plan,
     plan_reminders,
-    recipients,
     still_told,
 )
-from handoff_core.ports import Announcer, Clock, Presence, UnitOfWorkFactory
+from handoff_core.ports import Announcer, Clock, Presence, UnitOfWork, UnitOfWorkFactory
 from handoff_core.services.common import announce, append_stream
 from handoff_core.stream import escalation_created, escalation_reminded
 
@@ -64,13 +71,14 @@ class FollowUps:
                 raised += 1
         return raised
 
-    async def _online(self, handoff: Handoff, member_ids: Sequence[str]) -> frozenset[str]:
-        """Asked before the unit of work (a pooled connection each), and only a hint: if
-        presence cannot answer, the tier is emailed."""
-        if self._presence is None or not member_ids:
+    async def _online(self, handoff: Handoff) -> frozenset[str]:
+        """Who of the account has a live stream, asked before the unit of work (a pooled
+        connection each) as an escalation asks it, and only a hint: if presence cannot answer,
+        the tier is emailed."""
+        if self._presence is None:
             return frozenset()
         try:
-            return await self._presence.online(handoff.account_id, member_ids)
+            return await self._presence.online(handoff.account_id)
         except Exception:
             log.exception("presence lookup failed; emailing the tier")
             return frozenset()
@@ -80,23 +88,14 @@ class FollowUps:
         assert policy is not None
         tier = handoff.tiers_reached + 1
         roles = policy.new_roles(tier)
-        async with self._uow() as uow:
-            candidates = await uow.members.eligible(handoff.account_id, roles)
-        online = await self._online(
-            handoff, [m.id for m in recipients(policy, candidates, handoff.created_by, roles)]
-        )
+        online = await self._online(handoff)
         now = self._clock.now()
         async with self._uow() as uow:
             next_at = policy.tier_at(handoff.created_at, tier + 1)
             if not await uow.handoffs.advance_tier(handoff.account_id, handoff.id, tier, next_at):
                 return False  # another worker raised it, or it was claimed meanwhile
             reached = attrs.evolve(handoff, tiers_reached=tier, next_tier_at=next_at)
-            current = await uow.policies.get(handoff.account_id) or EscalationPolicy()
-            members = [
-                m
-                for m in await uow.members.eligible(handoff.account_id, roles)
-                if still_told(reached, m, current)
-            ]
+            members = await _told_now(uow, reached, roles)
             deliveries = plan(reached, members, online, policy, now, self._make_id, tier=tier)
             told = sorted({d.recipient_id for d in deliveries})
             [event] = await uow.timeline.add_many(
@@ -156,12 +155,7 @@ class FollowUps:
                     handoff.account_id, handoff.id, round, next_at
                 ):
                     continue  # another worker raised it, or it was claimed meanwhile
-                current = await uow.policies.get(handoff.account_id) or EscalationPolicy()
-                members = [
-                    m
-                    for m in await uow.members.eligible(handoff.account_id, policy.roles)
-                    if still_told(handoff, m, current)
-                ]
+                members = await _told_now(uow, handoff, policy.roles)
                 reminders = plan_reminders(handoff, members, round, now, self._make_id)
                 await uow.deliveries.add_many(reminders)
                 session = await uow.sessions.get(handoff.account_id, handoff.session_id)
@@ -206,3 +200,14 @@ class FollowUps:
             await uow.commit()
         log.info("unseen pushes sent by email", extra={"count": len(unseen)})
         return len(unseen)
+
+
+async def _told_now(uow: UnitOfWork, handoff: Handoff, roles: Collection[Role]) -> list[Member]:
+    """The members of `roles` that a notice of `handoff` may go to now: current, and named by
+    both the copied policy and the account's policy as it is (SPEC §10)."""
+    current = await uow.policies.get(handoff.account_id) or EscalationPolicy()
+    return [
+        m
+        for m in await uow.members.eligible(handoff.account_id, roles)
+        if still_told(handoff, m, current)
+    ]
