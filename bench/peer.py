@@ -11,7 +11,6 @@ Python's version; its process is stopped by its own pid.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import os
@@ -24,7 +23,7 @@ from typing import Any
 
 from attrs import define
 
-from bench.stack import ROOT, STOP_SECONDS, BenchError, Context, Databases, free_port
+from bench.stack import ROOT, BenchError, Context, Databases, free_port, terminate
 from bench.wire import HttpConnection
 
 APP = "seedstyle_app"
@@ -202,15 +201,7 @@ class Peer:
 
     async def stop(self) -> None:
         process, self.process = self.process, None
-        if process is None or process.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), STOP_SECONDS)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+        await terminate(process)
 
 
 @define

@@ -129,13 +129,7 @@ class Databases:
         """A new database with the handoff schema (`handoff db upgrade`); returns its name."""
         from handoff_sql import ensure_schema
 
-        name = f"{self.prefix}_{label}"
-        conn = await self._admin()
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-        self.made.append(name)
+        name = await self.empty(label)
         await ensure_schema(self.url(name))
         return name
 
@@ -273,22 +267,9 @@ class Server:
 
             await asyncio.to_thread(detach, spy, self._profile)
         worker, self._worker = self._worker, None
-        if worker is not None and worker.returncode is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(worker.wait(), STOP_SECONDS)
-            except TimeoutError:
-                worker.kill()
-                await worker.wait()
+        await terminate(worker)
         process, self.process = self.process, None
-        if process is None or process.returncode is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), STOP_SECONDS)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+        await terminate(process)
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -315,6 +296,19 @@ class Server:
                 return found
             await asyncio.sleep(0.01)
         raise BenchError(f"no commit logged for handoff {handoff_id} by server {self.name}")
+
+
+async def terminate(process: asyncio.subprocess.Process | None) -> None:
+    """SIGTERM, then SIGKILL after STOP_SECONDS: a child of the harness, stopped either way."""
+    if process is None or process.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), STOP_SECONDS)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
 
 
 @contextlib.asynccontextmanager
