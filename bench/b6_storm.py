@@ -76,6 +76,12 @@ class Handoff:
     online: list[set[str]]  # per client: the seniors holding a stream in the mixed storm
     settle: Callable[[], Awaitable[int]]
 
+    def parties(self, ctx: Context) -> dict[str, int]:
+        """The processes whose CPU a storm reports: the server, its worker (if split), the sink."""
+        worker = self.server.worker_pid
+        return {"server": self.server.pid, **({"worker": worker} if worker else {}),
+                "sink": ctx.sink.pid}  # fmt: skip
+
     def target(self, parties: dict[str, int]) -> Target:
         return Target("handoff", self.server.port, "id", parties, self.server.commits, self.settle)
 
@@ -159,7 +165,7 @@ async def _by_email(ctx: Context, handoff: Handoff, rounds: int, storms: Storms)
     reference, storms.reference_error = await _start_reference(ctx, sessions)
     try:
         for k in range(rounds):
-            parties = {"server": handoff.server.pid, "sink": ctx.sink.pid}
+            parties = handoff.parties(ctx)
             storm, mail = await run_storm(ctx, f"handoff-{k + 1}", handoff.target(parties),
                                           handoff.part(k), handoff.by_email,
                                           keep_mail=k == 0)  # fmt: skip
@@ -191,8 +197,7 @@ async def _mixed(ctx: Context, handoff: Handoff, rounds: int, storms: Storms) ->
         storms.mixed_error = str(exc)[:300]
         return
     try:
-        parties = {"server": handoff.server.pid, "sink": ctx.sink.pid,
-                   "streams": listeners.child.pid}  # fmt: skip
+        parties = {**handoff.parties(ctx), "streams": listeners.child.pid}
         for k in range(rounds):
             storm, _ = await run_storm(
                 ctx, f"mixed-{k + 1}", handoff.target(parties), handoff.part(rounds + k),
@@ -268,6 +273,16 @@ async def _raw(ctx: Context, kept: Path, tries: int) -> dict[int, float]:
         for _ in range(tries - 1):
             await measure(connections)
     return best
+
+
+def _layout() -> str:
+    if not SPLIT:
+        return "Handoff: one `handoff serve` process (uvicorn, delivery worker in-process)."
+    return (
+        "Handoff: the storm layout the README gives for PostgreSQL: `handoff serve --no-worker` "
+        f"(HANDOFF_DISPATCH_CONCURRENCY=0) and one `handoff worker` beside it "
+        f"(HANDOFF_WORKER_LANES={SPLIT}, an SMTP pool of {SMTP_POOL} connections)."
+    )
 
 
 def _median(values: Sequence[float | None]) -> float | None:
@@ -368,10 +383,10 @@ def _figures(
             f"{k} conn {ms(v):.0f} ms ({SENIORS * escalations / v:,.0f}/s)" for k, v in raw.items()
         )
         + ".",
-        "Handoff: one `handoff serve` process (uvicorn, delivery worker in-process) as shipped. "
-        "Reference: `../shared/peer/seedstyle_app.py` as its README runs it (uvicorn defaults, "
-        "SQLAlchemy pool 5, a new SMTP connection per email inside the request), in its own "
-        "venv, on its own database of the same PostgreSQL; its sessions carry its seed's context.",
+        _layout() + " Reference: `../shared/peer/seedstyle_app.py` as its README runs it "
+        "(uvicorn defaults, SQLAlchemy pool 5, a new SMTP connection per email inside the "
+        "request), in its own venv, on its own database of the same PostgreSQL; its sessions "
+        "carry its seed's context.",
         f"Mixed storm: {ONLINE} of {SENIORS} seniors per account hold a stream (bench.streams), "
         "told by push; the others by email. Commit = the escalation's COMMIT returning in the "
         "server (bench.server); accepted = the sink's reply to DATA; read = the stream client "

@@ -207,6 +207,7 @@ class Server:
         self.process: asyncio.subprocess.Process | None = None
         self._profile = workdir / f"{name}.pyspy.txt" if profile else None
         self._spy: subprocess.Popen[bytes] | None = None
+        self._worker_spy: subprocess.Popen[bytes] | None = None
 
     @property
     def pid(self) -> int:
@@ -239,6 +240,8 @@ class Server:
                         from bench.profile import attach
 
                         self._spy = attach(self.process.pid, self._profile)
+                        if self._worker is not None:
+                            self._worker_spy = attach(self._worker.pid, self._worker_profile)
                     return
                 await asyncio.wait({exited}, timeout=0.1)
         finally:
@@ -266,10 +269,24 @@ class Server:
             from bench.profile import detach
 
             await asyncio.to_thread(detach, spy, self._profile)
+        worker_spy, self._worker_spy = self._worker_spy, None
+        if worker_spy is not None:
+            from bench.profile import detach
+
+            await asyncio.to_thread(detach, worker_spy, self._worker_profile)
         worker, self._worker = self._worker, None
         await terminate(worker)
         process, self.process = self.process, None
         await terminate(process)
+
+    @property
+    def _worker_profile(self) -> Path:
+        return self._workdir / f"{self.name}-worker.pyspy.txt"
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The `handoff worker` process beside the server (the storm layout), if any."""
+        return None if self._worker is None else self._worker.pid
 
     def log_tail(self, lines: int = 30) -> str:
         try:

@@ -29,6 +29,7 @@ from bench.wire import HttpConnection
 NOTICE_SECONDS = 120.0  # at most this long for a storm's last notice after its last answer
 SETTLE_SECONDS = 60.0
 LINK = re.compile(r"/claim/([A-Za-z0-9_-]+)\.[A-Za-z0-9_-]+")  # the claim token's payload part
+PEER_LINK = re.compile(r"/handoffs/(\d+)/claim\b")  # the seed-style reference's claim link
 
 Expect = Callable[[int, str], tuple[set[str], set[str]]]
 
@@ -97,9 +98,13 @@ def escalation_of(data: bytes) -> str | None:
             continue
         payload = part.get_payload(decode=True)
         if isinstance(payload, bytes):
-            found = LINK.search(payload.decode("utf-8", "replace"))
+            text = payload.decode("utf-8", "replace")
+            found = LINK.search(text)
             if found:
                 return _handoff_in(found.group(1))
+            found = PEER_LINK.search(text)
+            if found:
+                return found.group(1)
     return None
 
 
