@@ -3,10 +3,14 @@
 A lease is one statement: UPDATE … WHERE (account_id, id) IN (SELECT … FOR UPDATE SKIP LOCKED)
 RETURNING. On PostgreSQL concurrent workers skip each other's rows instead of waiting on them; on
 SQLite the unit of work already holds the only write lock, so the same statement is exclusive.
+
+What runs for every escalation and every batch is built once with bound parameters (see
+handoff_sql.repositories).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
@@ -32,6 +36,75 @@ from handoff_sql.tables import deliveries, handoffs, stream_events, stream_heads
 CANCELLED_REASON = "the escalation was closed"
 OUTCOME_COLUMNS = ("status", "attempts", "last_error", "sent_at", "next_attempt_at", "confirm_by")
 
+_ADD_DELIVERIES = sa.insert(deliveries)
+_ADD_EVENTS = sa.insert(timeline).returning(timeline.c.id, sort_by_parameter_order=True)
+_ADD_STREAM_EVENTS = sa.insert(stream_events)
+_HELD = (
+    sa.select(deliveries.c.id)
+    .where(
+        deliveries.c.account_id == sa.bindparam("account_id"),
+        deliveries.c.id.in_(sa.bindparam("ids", expanding=True)),
+        deliveries.c.leased_by == sa.bindparam("token"),
+    )
+    .with_for_update()
+)
+_RECORD = (
+    sa.update(deliveries)
+    .where(
+        deliveries.c.account_id == sa.bindparam("b_account_id"),
+        deliveries.c.id == sa.bindparam("b_id"),
+    )
+    .values(
+        {
+            **{name: sa.bindparam(f"b_{name}") for name in OUTCOME_COLUMNS},
+            "leased_by": None,
+            "leased_until": None,
+        }
+    )
+)
+
+
+@functools.cache
+def _lease(by_account: bool, by_handoff: bool) -> Any:
+    """The lease statement, with or without an account and a handoff to keep to."""
+    now = sa.bindparam("now", type_=deliveries.c.next_attempt_at.type)
+    conditions: list[Any] = [
+        deliveries.c.status == DeliveryStatus.PENDING,
+        deliveries.c.next_attempt_at <= now,
+        sa.or_(deliveries.c.leased_until.is_(None), deliveries.c.leased_until <= now),
+    ]
+    if by_account:
+        conditions.append(deliveries.c.account_id == sa.bindparam("w_account_id"))
+    if by_handoff:
+        conditions.append(deliveries.c.handoff_id == sa.bindparam("w_handoff_id"))
+    due = (
+        sa.select(deliveries.c.account_id, deliveries.c.id)
+        .where(*conditions)
+        .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
+        .limit(sa.bindparam("limit", type_=sa.Integer))
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        sa.update(deliveries)
+        .where(sa.tuple_(deliveries.c.account_id, deliveries.c.id).in_(due))
+        .values(leased_by=sa.bindparam("w_owner"), leased_until=sa.bindparam("w_until"))
+        .returning(*deliveries.c)
+    )
+
+
+@functools.cache
+def _bump_head(dialect: str) -> Any:
+    """Add `head` to the account's stream head (a new row starts there); returns the new head."""
+    insert = upsert_insert(dialect, stream_heads)
+    return (
+        insert.values(account_id=sa.bindparam("account_id"), head=sa.bindparam("head"), floor=0)
+        .on_conflict_do_update(
+            index_elements=[stream_heads.c.account_id],
+            set_={"head": stream_heads.c.head + insert.excluded.head},
+        )
+        .returning(stream_heads.c.head)
+    )
+
 
 class SqlDeliveries(SqlRepository, Deliveries):
     async def add_many(self, batch: Sequence[Delivery]) -> None:
@@ -39,7 +112,7 @@ class SqlDeliveries(SqlRepository, Deliveries):
         if not batch:
             return
         await self._uow.execute(
-            sa.insert(deliveries), [rows.delivery_values(d) for d in batch], doing="add deliveries"
+            _ADD_DELIVERIES, [rows.delivery_values(d) for d in batch], doing="add deliveries"
         )
 
     async def for_handoff(self, account_id: str, handoff_id: str) -> list[Delivery]:
@@ -87,29 +160,13 @@ class SqlDeliveries(SqlRepository, Deliveries):
         account_id: str | None = None,
         handoff_id: str | None = None,
     ) -> list[Delivery]:
-        conditions: list[Any] = [
-            deliveries.c.status == DeliveryStatus.PENDING,
-            deliveries.c.next_attempt_at <= now,
-            sa.or_(deliveries.c.leased_until.is_(None), deliveries.c.leased_until <= now),
-        ]
+        statement = _lease(account_id is not None, handoff_id is not None)
+        params = {"now": now, "w_owner": owner, "w_until": until, "limit": limit}
         if account_id is not None:
-            conditions.append(deliveries.c.account_id == account_id)
+            params["w_account_id"] = account_id
         if handoff_id is not None:
-            conditions.append(deliveries.c.handoff_id == handoff_id)
-        due = (
-            sa.select(deliveries.c.account_id, deliveries.c.id)
-            .where(*conditions)
-            .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        statement = (
-            sa.update(deliveries)
-            .where(sa.tuple_(deliveries.c.account_id, deliveries.c.id).in_(due))
-            .values(leased_by=owner, leased_until=until)
-            .returning(*deliveries.c)
-        )
-        result = await self._uow.execute(statement, doing="lease deliveries")
+            params["w_handoff_id"] = handoff_id
+        result = await self._uow.execute(statement, params, doing="lease deliveries")
         leased = [rows.delivery_of(r) for r in result.mappings()]
         leased.sort(key=lambda d: (d.next_attempt_at, d.id))
         return leased
@@ -140,33 +197,11 @@ class SqlDeliveries(SqlRepository, Deliveries):
         for (account_id, token), ids in groups.items():
             if token is None:
                 continue
-            query = (
-                sa.select(deliveries.c.id)
-                .where(
-                    deliveries.c.account_id == account_id,
-                    deliveries.c.id.in_(ids),
-                    deliveries.c.leased_by == token,
-                )
-                .with_for_update()
-            )
-            held.update((await self._uow.execute(query, doing="check leases")).scalars())
+            params = {"account_id": account_id, "ids": ids, "token": token}
+            held.update((await self._uow.execute(_HELD, params, doing="check leases")).scalars())
         mine = [d for d in batch if d.id in held]
         if mine:
-            statement = (
-                sa.update(deliveries)
-                .where(
-                    deliveries.c.account_id == sa.bindparam("b_account_id"),
-                    deliveries.c.id == sa.bindparam("b_id"),
-                )
-                .values(
-                    {
-                        **{name: sa.bindparam(f"b_{name}") for name in OUTCOME_COLUMNS},
-                        "leased_by": None,
-                        "leased_until": None,
-                    }
-                )
-            )
-            params = [
+            outcomes = [
                 {
                     "b_account_id": d.account_id,
                     "b_id": d.id,
@@ -174,7 +209,7 @@ class SqlDeliveries(SqlRepository, Deliveries):
                 }
                 for d in mine
             ]
-            await self._uow.execute(statement, params, doing="record deliveries")
+            await self._uow.execute(_RECORD, outcomes, doing="record deliveries")
         return held
 
     async def mark_seen(
@@ -247,9 +282,8 @@ class SqlTimeline(SqlRepository, Timeline):
         """One INSERT for the batch, its ids returned in the order of the events."""
         if not events:
             return []
-        statement = sa.insert(timeline).returning(timeline.c.id, sort_by_parameter_order=True)
         result = await self._uow.execute(
-            statement, [rows.event_values(e) for e in events], doing="add timeline events"
+            _ADD_EVENTS, [rows.event_values(e) for e in events], doing="add timeline events"
         )
         ids = [int(i) for i in result.scalars()]
         return [evolve(e, id=i, data=rows.copied(e.data)) for e, i in zip(events, ids, strict=True)]
@@ -304,22 +338,16 @@ class SqlStream(SqlRepository, Stream):
         for event in events:
             by_account.setdefault(event.account_id, []).append(event)
         for account_id, group in by_account.items():
-            insert = upsert_insert(self._uow.dialect, stream_heads)
-            bump = (
-                insert.values(account_id=account_id, head=len(group), floor=0)
-                .on_conflict_do_update(
-                    index_elements=[stream_heads.c.account_id],
-                    set_={"head": stream_heads.c.head + insert.excluded.head},
-                )
-                .returning(stream_heads.c.head)
-            )
-            head = int((await self._uow.execute(bump, doing="number stream events")).scalar_one())
+            bump = _bump_head(self._uow.dialect)
+            params = {"account_id": account_id, "head": len(group)}
+            bumped = await self._uow.execute(bump, params, doing="number stream events")
+            head = int(bumped.scalar_one())
             first = head - len(group) + 1
             numbered = [
                 evolve(e, seq=first + i, data=rows.copied(e.data)) for i, e in enumerate(group)
             ]
             await self._uow.execute(
-                sa.insert(stream_events),
+                _ADD_STREAM_EVENTS,
                 [rows.stream_values(e) for e in numbered],
                 doing="add stream events",
             )

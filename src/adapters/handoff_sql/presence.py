@@ -19,6 +19,12 @@ from handoff_sql.tables import presence
 
 # PostgreSQL takes at most 32,767 parameters in one statement; stay well below.
 _CHUNK = 1_000
+_LIVE = (
+    presence.c.account_id == sa.bindparam("account_id"),
+    presence.c.expires_at > sa.bindparam("now", type_=presence.c.expires_at.type),
+)
+_ONLINE = sa.select(presence.c.member_id).distinct().where(*_LIVE)
+_ONLINE_OF = _ONLINE.where(presence.c.member_id.in_(sa.bindparam("ids", expanding=True)))
 
 
 class _SystemClock:
@@ -116,9 +122,8 @@ class SqlPresence(Presence):
         wanted = None if member_ids is None else sorted(set(member_ids))
         if wanted == []:
             return frozenset()
-        now = self._clock.now()
+        params = {"account_id": account_id, "now": self._clock.now()}
         found: set[str] = set()
-        live = [presence.c.account_id == account_id, presence.c.expires_at > now]
         chunks = (
             [None]
             if wanted is None
@@ -128,8 +133,10 @@ class SqlPresence(Presence):
             async with self._db.engine.connect() as conn:
                 reader = await conn.execution_options(**{BEGIN_MODE: "DEFERRED"})
                 for chunk in chunks:
-                    which = [] if chunk is None else [presence.c.member_id.in_(chunk)]
-                    query = sa.select(presence.c.member_id).distinct().where(*live, *which)
-                    found.update((await reader.execute(query)).scalars())
+                    if chunk is None:
+                        result = await reader.execute(_ONLINE, params)
+                    else:
+                        result = await reader.execute(_ONLINE_OF, {**params, "ids": chunk})
+                    found.update(result.scalars())
                 await reader.rollback()
         return frozenset(found)

@@ -2,10 +2,15 @@
 
 State changes that race (claim, close, the next reminder, a session's version) are each one
 conditional UPDATE: the database decides who wins, never a read followed by a write.
+
+The statements on the request path and the worker's path are built once, with bound parameters
+(`_MEMBER`, `_SESSION`, ...): building a SQLAlchemy statement and its cache key costs about as
+much CPU as running it, and these run for every escalation.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection
 from datetime import datetime
 from typing import Any
@@ -35,24 +40,70 @@ class SqlRepository:
         self._uow = uow
 
 
+def _param(name: str) -> Any:
+    return sa.bindparam(name)
+
+
+def _members_where(*conditions: Any) -> sa.Select[Any]:
+    return (
+        sa.select(members)
+        .where(members.c.account_id == _param("account_id"), *conditions)
+        .order_by(members.c.id)
+    )
+
+
+_MEMBER = sa.select(members).where(
+    members.c.account_id == _param("account_id"), members.c.id == _param("member_id")
+)
+_CURRENT = _members_where(members.c.deleted_at.is_(None))
+_ELIGIBLE = _members_where(
+    members.c.deleted_at.is_(None),
+    members.c.active.is_(True),
+    members.c.role.in_(sa.bindparam("roles", expanding=True)),
+)
+_MEMBERS_BY_ID = _members_where(members.c.id.in_(sa.bindparam("ids", expanding=True)))
+_SESSION = sa.select(sessions).where(
+    sessions.c.account_id == _param("account_id"), sessions.c.id == _param("session_id")
+)
+_SESSION_COLUMNS = tuple(
+    c.name
+    for c in sessions.c
+    if c.name not in ("account_id", "id", "owner_id", "created_at", "version")
+)
+_UPDATE_SESSION = (
+    sa.update(sessions)
+    .where(
+        sessions.c.account_id == _param("w_account_id"),
+        sessions.c.id == _param("w_id"),
+        sessions.c.version == _param("w_version"),
+    )
+    .values({name: _param(name) for name in (*_SESSION_COLUMNS, "version")})
+)
+_HANDOFF = sa.select(handoffs).where(
+    handoffs.c.account_id == _param("account_id"), handoffs.c.id == _param("handoff_id")
+)
+_WEBHOOKS = (
+    sa.select(webhooks).where(webhooks.c.account_id == _param("account_id")).order_by(webhooks.c.id)
+)
+_POLICY = sa.select(policies.c.policy).where(policies.c.account_id == _param("account_id"))
+
+
+@functools.cache
+def _add_handoff(dialect: str) -> Any:
+    return upsert_insert(dialect, handoffs).on_conflict_do_nothing().returning(handoffs.c.id)
+
+
 class SqlMembers(SqlRepository, Members):
     async def get(self, account_id: str, member_id: str) -> Member | None:
-        query = sa.select(members).where(
-            members.c.account_id == account_id, members.c.id == member_id
-        )
-        row = (await self._uow.execute(query)).mappings().first()
+        params = {"account_id": account_id, "member_id": member_id}
+        row = (await self._uow.execute(_MEMBER, params)).mappings().first()
         return rows.member_of(row) if row is not None else None
 
-    async def _listed(self, account_id: str, *conditions: Any) -> list[Member]:
-        query = (
-            sa.select(members)
-            .where(members.c.account_id == account_id, members.c.deleted_at.is_(None), *conditions)
-            .order_by(members.c.id)
-        )
-        return [rows.member_of(r) for r in (await self._uow.execute(query)).mappings()]
+    async def _listed(self, query: sa.Select[Any], **params: Any) -> list[Member]:
+        return [rows.member_of(r) for r in (await self._uow.execute(query, params)).mappings()]
 
     async def current(self, account_id: str) -> list[Member]:
-        return await self._listed(account_id)
+        return await self._listed(_CURRENT, account_id=account_id)
 
     async def owners_for_update(self, account_id: str) -> list[Member]:
         """SELECT … FOR UPDATE on PostgreSQL (in id order, so two callers never deadlock);
@@ -73,17 +124,12 @@ class SqlMembers(SqlRepository, Members):
     async def get_many(self, account_id: str, member_ids: Collection[str]) -> list[Member]:
         if not member_ids:
             return []
-        query = (
-            sa.select(members)
-            .where(members.c.account_id == account_id, members.c.id.in_(sorted(set(member_ids))))
-            .order_by(members.c.id)
+        return await self._listed(
+            _MEMBERS_BY_ID, account_id=account_id, ids=sorted(set(member_ids))
         )
-        return [rows.member_of(r) for r in (await self._uow.execute(query)).mappings()]
 
     async def eligible(self, account_id: str, roles: Collection[Role]) -> list[Member]:
-        return await self._listed(
-            account_id, members.c.active.is_(True), members.c.role.in_([Role(r) for r in roles])
-        )
+        return await self._listed(_ELIGIBLE, account_id=account_id, roles=[Role(r) for r in roles])
 
     async def save(self, member: Member) -> None:
         values = rows.member_values(member)
@@ -97,10 +143,8 @@ class SqlMembers(SqlRepository, Members):
 
 class SqlSessions(SqlRepository, Sessions):
     async def get(self, account_id: str, session_id: str) -> Session | None:
-        query = sa.select(sessions).where(
-            sessions.c.account_id == account_id, sessions.c.id == session_id
-        )
-        row = (await self._uow.execute(query)).mappings().first()
+        params = {"account_id": account_id, "session_id": session_id}
+        row = (await self._uow.execute(_SESSION, params)).mappings().first()
         return rows.session_of(row) if row is not None else None
 
     async def add(self, session: Session) -> None:
@@ -117,19 +161,14 @@ class SqlSessions(SqlRepository, Sessions):
 
     async def update(self, session: Session) -> None:
         values = rows.session_values(session)
-        for key in ("account_id", "id", "owner_id", "created_at"):
-            values.pop(key)
-        values["version"] = session.version + 1
-        statement = (
-            sa.update(sessions)
-            .where(
-                sessions.c.account_id == session.account_id,
-                sessions.c.id == session.id,
-                sessions.c.version == session.version,
-            )
-            .values(values)
-        )
-        result = await self._uow.execute(statement, doing="update a session")
+        params = {name: values[name] for name in _SESSION_COLUMNS}
+        params |= {
+            "version": session.version + 1,
+            "w_account_id": session.account_id,
+            "w_id": session.id,
+            "w_version": session.version,
+        }
+        result = await self._uow.execute(_UPDATE_SESSION, params, doing="update a session")
         if result.rowcount != 1:
             raise Conflict(f"session {session.id} was changed by someone else; reload and retry")
         session.version += 1
@@ -150,18 +189,16 @@ class SqlHandoffs(SqlRepository, Handoffs):
         return [rows.handoff_of(r) for r in (await self._uow.execute(query)).mappings()]
 
     async def get(self, account_id: str, handoff_id: str) -> Handoff | None:
-        return await self._first(sa.select(handoffs).where(*self._one(account_id, handoff_id)))
+        params = {"account_id": account_id, "handoff_id": handoff_id}
+        row = (await self._uow.execute(_HANDOFF, params)).mappings().first()
+        return rows.handoff_of(row) if row is not None else None
 
     async def add(self, handoff: Handoff) -> None:
         """DO NOTHING rather than fail on a duplicate: the transaction stays usable, and a
         concurrent insert of the same key waits for the first and then loses here."""
-        statement = (
-            upsert_insert(self._uow.dialect, handoffs)
-            .values(rows.handoff_values(handoff))
-            .on_conflict_do_nothing()
-            .returning(handoffs.c.id)
-        )
-        if (await self._uow.execute(statement, doing="add a handoff")).first() is not None:
+        statement = _add_handoff(self._uow.dialect)
+        values = rows.handoff_values(handoff)
+        if (await self._uow.execute(statement, values, doing="add a handoff")).first() is not None:
             return
         key = handoff.idempotency_key
         if key is not None and await self.by_idempotency_key(handoff.account_id, key):
@@ -300,10 +337,8 @@ class SqlWebhooks(SqlRepository, Webhooks):
         return rows.webhook_of(row) if row is not None else None
 
     async def of_account(self, account_id: str) -> list[WebhookEndpoint]:
-        query = (
-            sa.select(webhooks).where(webhooks.c.account_id == account_id).order_by(webhooks.c.id)
-        )
-        return [rows.webhook_of(r) for r in (await self._uow.execute(query)).mappings()]
+        found = await self._uow.execute(_WEBHOOKS, {"account_id": account_id})
+        return [rows.webhook_of(r) for r in found.mappings()]
 
     async def save(self, endpoint: WebhookEndpoint) -> None:
         values = rows.webhook_values(endpoint)
@@ -326,8 +361,8 @@ class SqlWebhooks(SqlRepository, Webhooks):
 
 class SqlPolicies(SqlRepository, Policies):
     async def get(self, account_id: str) -> EscalationPolicy | None:
-        query = sa.select(policies.c.policy).where(policies.c.account_id == account_id)
-        raw = (await self._uow.execute(query)).scalar_one_or_none()
+        found = await self._uow.execute(_POLICY, {"account_id": account_id})
+        raw = found.scalar_one_or_none()
         return rows.policy_of(raw)
 
     async def put(self, account_id: str, policy: EscalationPolicy) -> None:
