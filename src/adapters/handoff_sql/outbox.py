@@ -63,6 +63,26 @@ _RECORD = (
     )
 )
 
+_CANCEL = (
+    sa.update(deliveries)
+    .where(
+        deliveries.c.account_id == sa.bindparam("w_account_id"),
+        deliveries.c.handoff_id == sa.bindparam("w_handoff_id"),
+        deliveries.c.status == DeliveryStatus.PENDING,
+        deliveries.c.kind.in_(sa.bindparam("kinds", expanding=True)),
+        sa.or_(
+            deliveries.c.leased_until.is_(None),
+            deliveries.c.leased_until <= sa.bindparam("at", type_=deliveries.c.leased_until.type),
+        ),
+    )
+    .values(
+        status=DeliveryStatus.CANCELLED,
+        last_error=CANCELLED_REASON,
+        leased_by=None,
+        leased_until=None,
+    )
+)
+
 
 @functools.cache
 def _lease(by_account: bool, by_handoff: bool) -> Any:
@@ -131,23 +151,13 @@ class SqlDeliveries(SqlRepository, Deliveries):
     async def cancel_pending(
         self, account_id: str, handoff_id: str, kinds: Collection[NoticeKind], at: datetime
     ) -> int:
-        statement = (
-            sa.update(deliveries)
-            .where(
-                deliveries.c.account_id == account_id,
-                deliveries.c.handoff_id == handoff_id,
-                deliveries.c.status == DeliveryStatus.PENDING,
-                deliveries.c.kind.in_([NoticeKind(k) for k in kinds]),
-                sa.or_(deliveries.c.leased_until.is_(None), deliveries.c.leased_until <= at),
-            )
-            .values(
-                status=DeliveryStatus.CANCELLED,
-                last_error=CANCELLED_REASON,
-                leased_by=None,
-                leased_until=None,
-            )
-        )
-        result = await self._uow.execute(statement, doing="cancel deliveries")
+        params = {
+            "w_account_id": account_id,
+            "w_handoff_id": handoff_id,
+            "kinds": [NoticeKind(k) for k in kinds],
+            "at": at,
+        }
+        result = await self._uow.execute(_CANCEL, params, doing="cancel deliveries")
         return int(result.rowcount)
 
     async def lease_due(

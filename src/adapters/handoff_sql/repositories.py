@@ -44,6 +44,12 @@ def _param(name: str) -> Any:
     return sa.bindparam(name)
 
 
+_OPEN_ESCALATION = (
+    handoffs.c.status == HandoffStatus.OPEN,
+    handoffs.c.intent == Intent.ESCALATE,
+)
+
+
 def _members_where(*conditions: Any) -> sa.Select[Any]:
     return (
         sa.select(members)
@@ -81,6 +87,31 @@ _UPDATE_SESSION = (
 )
 _HANDOFF = sa.select(handoffs).where(
     handoffs.c.account_id == _param("account_id"), handoffs.c.id == _param("handoff_id")
+)
+_THIS_HANDOFF = (
+    handoffs.c.account_id == _param("w_account_id"),
+    handoffs.c.id == _param("w_handoff_id"),
+)
+_CLAIM = (
+    sa.update(handoffs)
+    .where(*_THIS_HANDOFF, *_OPEN_ESCALATION)
+    .values(
+        status=HandoffStatus.CLAIMED,
+        claimed_by=_param("claimed_by"),
+        claimed_at=_param("at"),
+        closed_at=_param("at"),
+        next_reminder_at=None,
+        next_tier_at=None,
+    )
+    .returning(handoffs.c.id)
+)
+_CLOSE = (
+    sa.update(handoffs)
+    .where(*_THIS_HANDOFF, handoffs.c.status == HandoffStatus.OPEN)
+    .values(
+        status=_param("status"), closed_at=_param("at"), next_reminder_at=None, next_tier_at=None
+    )
+    .returning(handoffs.c.id)
 )
 _WEBHOOKS = (
     sa.select(webhooks).where(webhooks.c.account_id == _param("account_id")).order_by(webhooks.c.id)
@@ -174,9 +205,6 @@ class SqlSessions(SqlRepository, Sessions):
         session.version += 1
 
 
-_OPEN_ESCALATION = (handoffs.c.status == HandoffStatus.OPEN, handoffs.c.intent == Intent.ESCALATE)
-
-
 class SqlHandoffs(SqlRepository, Handoffs):
     def _one(self, account_id: str, handoff_id: str) -> tuple[Any, Any]:
         return handoffs.c.account_id == account_id, handoffs.c.id == handoff_id
@@ -236,27 +264,26 @@ class SqlHandoffs(SqlRepository, Handoffs):
         return (await self._uow.execute(statement, doing=doing)).first() is not None
 
     async def claim(self, account_id: str, handoff_id: str, claimer_id: str, at: datetime) -> bool:
-        return await self._change(
-            (*self._one(account_id, handoff_id), *_OPEN_ESCALATION),
-            {
-                "status": HandoffStatus.CLAIMED,
-                "claimed_by": claimer_id,
-                "claimed_at": at,
-                "closed_at": at,
-                "next_reminder_at": None,
-                "next_tier_at": None,
-            },
-            "claim a handoff",
-        )
+        params = {
+            "w_account_id": account_id,
+            "w_handoff_id": handoff_id,
+            "claimed_by": claimer_id,
+            "at": at,
+        }
+        result = await self._uow.execute(_CLAIM, params, doing="claim a handoff")
+        return result.first() is not None
 
     async def close(
         self, account_id: str, handoff_id: str, status: HandoffStatus, at: datetime
     ) -> bool:
-        return await self._change(
-            (*self._one(account_id, handoff_id), handoffs.c.status == HandoffStatus.OPEN),
-            {"status": status, "closed_at": at, "next_reminder_at": None, "next_tier_at": None},
-            "close a handoff",
-        )
+        params = {
+            "w_account_id": account_id,
+            "w_handoff_id": handoff_id,
+            "status": HandoffStatus(status),
+            "at": at,
+        }
+        result = await self._uow.execute(_CLOSE, params, doing="close a handoff")
+        return result.first() is not None
 
     async def escalations(
         self,
