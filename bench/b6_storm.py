@@ -47,6 +47,8 @@ CLIENTS = 8
 # core for the mail path). BENCH_B6_SPLIT=0 measures one `serve` process as shipped.
 SPLIT = int(os.environ.get("BENCH_B6_SPLIT", "4"))
 SMTP_POOL = int(os.environ.get("BENCH_B6_POOL", "8"))
+# `handoff serve --workers N`: N server processes under uvicorn's supervisor (1: one process).
+SERVE_WORKERS = int(os.environ.get("BENCH_B6_SERVE_WORKERS", "1"))
 SENIORS = 20
 ONLINE = SENIORS // 4  # seniors per account holding a stream in the mixed storm
 WARM = 2  # escalations per client before the first storm (server and reference alike)
@@ -77,7 +79,9 @@ class Handoff:
     settle: Callable[[], Awaitable[int]]
 
     def parties(self, ctx: Context) -> dict[str, int]:
-        """The processes whose CPU a storm reports: the server, its worker (if split), the sink."""
+        """The processes whose CPU a storm reports: the server (with `--workers N`, its supervisor
+        and every child: CpuMeter counts a process with its descendants), its worker (if split),
+        the sink."""
         worker = self.server.worker_pid
         return {"server": self.server.pid, **({"worker": worker} if worker else {}),
                 "sink": ctx.sink.pid}  # fmt: skip
@@ -217,7 +221,9 @@ async def run(ctx: Context) -> Outcome:
     teams = [team(f"b6-account-{i}", SENIORS) for i in range(CLIENTS)]
     await mirror(Databases.url(name), teams)
     pool = {"HANDOFF_SMTP_URL": f"smtp://127.0.0.1:{ctx.sink.port}?pool={SMTP_POOL}"}
-    server = ctx.server(name, "b6", split=SPLIT, env=pool if SMTP_POOL else None)
+    server = ctx.server(
+        name, "b6", split=SPLIT, env=pool if SMTP_POOL else None, workers=SERVE_WORKERS
+    )
     storms = Storms()
     async with running(server):
         handoff = await _handoff(server, name, teams, per_client, 2 * rounds)
@@ -276,11 +282,17 @@ async def _raw(ctx: Context, kept: Path, tries: int) -> dict[int, float]:
 
 
 def _layout() -> str:
+    serve = "`handoff serve" + (f" --workers {SERVE_WORKERS}" if SERVE_WORKERS > 1 else "")
+    processes = (
+        f"{SERVE_WORKERS} server processes under uvicorn's supervisor"
+        if SERVE_WORKERS > 1
+        else "one process"
+    )
     if not SPLIT:
-        return "Handoff: one `handoff serve` process (uvicorn, delivery worker in-process)."
+        return f"Handoff: {serve}` ({processes}, uvicorn, delivery worker in-process)."
     return (
-        "Handoff: the storm layout the README gives for PostgreSQL: `handoff serve --no-worker` "
-        f"(HANDOFF_DISPATCH_CONCURRENCY=0) and one `handoff worker` beside it "
+        f"Handoff: the storm layout the README gives for PostgreSQL: {serve} --no-worker` "
+        f"({processes}, HANDOFF_DISPATCH_CONCURRENCY=0) and one `handoff worker` beside it "
         f"(HANDOFF_WORKER_LANES={SPLIT}, an SMTP pool of {SMTP_POOL} connections)."
     )
 

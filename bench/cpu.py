@@ -13,10 +13,68 @@ from collections.abc import Mapping
 from pathlib import Path
 
 
+def _stat(pid: int | str) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name: [0] state, [1] ppid, [11] utime,
+    [12] stime, [13] cutime, [14] cstime (clock ticks), [19] start time."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _all_stats() -> dict[int, list[str]]:
+    stats: dict[int, list[str]] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                stats[int(proc.name)] = _stat(proc.name)
+    return stats
+
+
+def _subtree(root: int, stats: Mapping[int, list[str]]) -> list[int]:
+    """`root` and every live descendant of it (children, their children, ...), root first."""
+    children: dict[int, list[int]] = {}
+    for pid, fields in stats.items():
+        children.setdefault(int(fields[1]), []).append(pid)
+    found = [root] if root in stats else []
+    for pid in found:  # grows while it is walked: breadth first
+        found.extend(children.get(pid, ()))
+    return found
+
+
+def process_tree(pid: int) -> list[tuple[int, int]]:
+    """A process and its live descendants (uvicorn's supervisor and its children, say), as
+    (pid, start time in clock ticks since boot): the pair names a process even after its pid is
+    reused. Empty when `pid` is gone."""
+    stats = _all_stats()
+    return [(p, int(stats[p][19])) for p in _subtree(pid, stats)]
+
+
+def alive(process: tuple[int, int]) -> bool:
+    """Whether the process (pid, start time) from `process_tree` is still running (a zombie,
+    exited and not yet reaped, is not)."""
+    pid, started = process
+    try:
+        fields = _stat(pid)
+    except OSError:
+        return False
+    return int(fields[19]) == started and fields[0] != "Z"
+
+
+def _tree_cpu(root: int, stats: Mapping[int, list[str]]) -> float:
+    """User + system CPU used so far by `root` and its descendants: each live one's own, plus
+    what each has reaped from children that already exited (cutime, cstime)."""
+    ticks = 0
+    for pid in _subtree(root, stats):
+        fields = stats[pid]
+        ticks += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU a process has used so far, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU a process and all its descendants have used so far, from /proc (Linux):
+    for `handoff serve --workers N`, the supervisor and every server process it started."""
+    stats = _all_stats()
+    if pid not in stats:
+        raise ProcessLookupError(f"no process {pid}")
+    return _tree_cpu(pid, stats)
 
 
 def _postgres_cpu() -> float:
@@ -49,9 +107,9 @@ def _machine() -> tuple[float, float, float]:
 
 
 class CpuMeter:
-    """CPU seconds spent by each party during a window: the servers, the sink, PostgreSQL, this
-    harness, the kernel's interrupt work, time stolen by the hypervisor, and every other process
-    on the machine (other work sharing its cores)."""
+    """CPU seconds spent by each party during a window (a party: a process and its descendants):
+    the servers, the sink, PostgreSQL, this harness, the kernel's interrupt work, time stolen by
+    the hypervisor, and every other process on the machine (other work sharing its cores)."""
 
     def __init__(self, parties: Mapping[str, int]) -> None:
         self._parties = dict(parties)
@@ -60,7 +118,11 @@ class CpuMeter:
         self.wall = 0.0
 
     def _read(self) -> dict[str, float]:
-        now = {name: cpu_seconds(pid) for name, pid in self._parties.items()}
+        stats = _all_stats()
+        missing = [pid for pid in self._parties.values() if pid not in stats]
+        if missing:
+            raise ProcessLookupError(f"no process {missing[0]}")
+        now = {name: _tree_cpu(pid, stats) for name, pid in self._parties.items()}
         now["postgres (all databases)"] = _postgres_cpu()
         now["harness"] = time.process_time()
         now["machine"], now["kernel irq"], now["stolen"] = _machine()

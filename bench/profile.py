@@ -25,11 +25,12 @@ def py_spy() -> str:
     return found
 
 
-def attach(pid: int, raw: Path) -> subprocess.Popen[bytes]:
-    """Start sampling `pid` (without pausing it) until `detach`."""
+def attach(pid: int, raw: Path, subprocesses: bool = False) -> subprocess.Popen[bytes]:
+    """Start sampling `pid` (without pausing it) until `detach`; with `subprocesses`, its
+    children too (uvicorn's `--workers N`), each stack under a frame naming its process."""
     return subprocess.Popen(
         [py_spy(), "record", "--pid", str(pid), "--output", str(raw), "--format", "raw",
-         "--rate", "100", "--nonblocking"],
+         "--rate", "100", "--nonblocking", *(["--subprocesses"] if subprocesses else [])],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip

@@ -24,9 +24,11 @@ from typing import Any
 import asyncpg
 from attrs import define
 
+from bench.cpu import alive, process_tree
 from bench.wire import HttpConnection
 
 ROOT = Path(__file__).resolve().parent.parent
+HOOKS = ROOT / "bench" / "hooks"  # its sitecustomize.py installs bench.hooks in every process
 OUT = ROOT / "bench" / "out"
 PG_HOST = "127.0.0.1"
 PG_PORT = 5432
@@ -34,6 +36,7 @@ PG_USER = os.environ.get("BENCH_PG_USER", "postgres")
 SECRET = "bench-" + "s" * 40  # a throwaway HS256 key for tokens the harness mints itself
 START_SECONDS = 30.0
 STOP_SECONDS = 20.0
+OUTLIVE_SECONDS = 2.0  # how long a server's process may outlive it before SIGKILL
 
 
 class BenchError(RuntimeError):
@@ -160,7 +163,9 @@ class Databases:
 
 
 class Server:
-    """`handoff serve` in a subprocess (through bench.server, which adds the commit log)."""
+    """`handoff serve` in a subprocess (through bench.server), bench.hooks in each of its
+    processes (the commit log, the SQL log): with `workers` > 1, uvicorn's supervisor and its
+    `workers` server processes, all stopped with it."""
 
     def __init__(
         self,
@@ -174,10 +179,12 @@ class Server:
         env: Mapping[str, str] | None = None,
         profile: bool = False,
         split: int = 0,
+        workers: int = 1,
     ) -> None:
         """`split` > 0: the PostgreSQL layout for storms (README, "Running on PostgreSQL"): `serve
         --no-worker` sends nothing itself (HANDOFF_DISPATCH_CONCURRENCY=0) and one `handoff
-        worker` process beside it sends `split` batches at once, woken by each commit."""
+        worker` process beside it sends `split` batches at once, woken by each commit.
+        `workers` > 1: `serve --workers N` (PostgreSQL only), `pid` being uvicorn's supervisor."""
         self.port = free_port()
         self.split = split
         self.name = name
@@ -201,8 +208,18 @@ class Server:
             settings["HANDOFF_WORKER_POLL_SECONDS"] = "5"
             worker = False
         self._env = child_env(settings)
+        # Only the server's processes load the hooks at start, not the worker beside it.
+        self._server_env = {
+            **self._env,
+            "PYTHONPATH": f"{HOOKS}{os.pathsep}{self._env['PYTHONPATH']}",
+        }
         self._workdir = workdir
-        self._args = ["--port", str(self.port), *([] if worker else ["--no-worker"])]
+        self.workers = workers
+        self._args = [
+            "--port", str(self.port), *([] if worker else ["--no-worker"]),
+            *(["--workers", str(workers)] if workers > 1 else []),
+        ]  # fmt: skip
+        self._tree: set[tuple[int, int]] = set()  # the server's processes, seen while it ran
         self._worker: asyncio.subprocess.Process | None = None
         self.process: asyncio.subprocess.Process | None = None
         self._profile = workdir / f"{name}.pyspy.txt" if profile else None
@@ -227,7 +244,7 @@ class Server:
         with self.log_path.open("wb") as log:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "bench.server", *self._args,
-                env=self._env, cwd=self._workdir, stdout=log, stderr=subprocess.STDOUT,
+                env=self._server_env, cwd=self._workdir, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )  # fmt: skip
         exited = asyncio.ensure_future(self.process.wait())
@@ -236,10 +253,12 @@ class Server:
                 if exited.done():
                     raise BenchError(f"server {self.name} exited at start:\n{self.log_tail()}")
                 if await self._ready():
+                    self._tree.update(process_tree(self.process.pid))
                     if self._profile is not None:
                         from bench.profile import attach
 
-                        self._spy = attach(self.process.pid, self._profile)
+                        many = self.workers > 1  # uvicorn's children do the work
+                        self._spy = attach(self.process.pid, self._profile, subprocesses=many)
                         if self._worker is not None:
                             self._worker_spy = attach(self._worker.pid, self._worker_profile)
                     return
@@ -260,8 +279,11 @@ class Server:
             await conn.close()
 
     def signal(self, signum: int) -> None:
+        """Send `signum` to each of the server's processes (SIGUSR1: stop the SQL log)."""
         if self.process is not None and self.process.returncode is None:
-            os.kill(self.process.pid, signum)
+            for pid, _ in process_tree(self.process.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signum)
 
     async def stop(self) -> None:
         spy, self._spy = self._spy, None
@@ -277,7 +299,22 @@ class Server:
         worker, self._worker = self._worker, None
         await terminate(worker)
         process, self.process = self.process, None
+        if process is not None and process.returncode is None:
+            self._tree.update(process_tree(process.pid))
         await terminate(process)
+        await self._outlived()
+
+    async def _outlived(self) -> None:
+        """Stop any process of the server that outlived it (uvicorn's supervisor stops its
+        children before it exits, unless it was killed): a short grace, then SIGKILL."""
+        tree, self._tree = self._tree, set()
+        if not await _gone(tree, OUTLIVE_SECONDS):
+            for pid, _ in filter(alive, tree):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            if not await _gone(tree, STOP_SECONDS):
+                left = [pid for pid, _ in filter(alive, tree)]
+                raise BenchError(f"server {self.name}: processes {left} survived SIGKILL")
 
     @property
     def _worker_profile(self) -> Path:
@@ -313,6 +350,15 @@ class Server:
                 return found
             await asyncio.sleep(0.01)
         raise BenchError(f"no commit logged for handoff {handoff_id} by server {self.name}")
+
+
+async def _gone(processes: set[tuple[int, int]], seconds: float) -> bool:
+    """Wait up to `seconds` for every process (pid, start time) to exit; whether they all did."""
+    for _ in range(int(seconds / 0.05)):
+        if not any(alive(p) for p in processes):
+            return True
+        await asyncio.sleep(0.05)
+    return not any(alive(p) for p in processes)
 
 
 async def terminate(process: asyncio.subprocess.Process | None) -> None:
