@@ -19,6 +19,12 @@ from handoff_sql.tables import presence
 
 # PostgreSQL takes at most 32,767 parameters in one statement; stay well below.
 _CHUNK = 1_000
+# A read with no transaction around it: on PostgreSQL one round trip instead of BEGIN, SELECT,
+# ROLLBACK (presence is read once per escalation); SQLite's reader takes no lock.
+_READ_ONLY: dict[str, dict[str, str]] = {
+    "postgresql": {"isolation_level": "AUTOCOMMIT"},
+    "sqlite": {BEGIN_MODE: "DEFERRED"},
+}
 _LIVE = (
     presence.c.account_id == sa.bindparam("account_id"),
     presence.c.expires_at > sa.bindparam("now", type_=presence.c.expires_at.type),
@@ -131,7 +137,7 @@ class SqlPresence(Presence):
         )
         with translated(self._where, "look up live streams"):
             async with self._db.engine.connect() as conn:
-                reader = await conn.execution_options(**{BEGIN_MODE: "DEFERRED"})
+                reader = await conn.execution_options(**_READ_ONLY[self._db.dialect])
                 for chunk in chunks:
                     if chunk is None:
                         result = await reader.execute(_ONLINE, params)
