@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from itertools import count
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -226,3 +228,34 @@ def test_from_dict_refuses_bad_input_naming_the_field(case: tuple[object, str]) 
         assert error.field == field
     else:
         raise AssertionError(f"{raw!r} was accepted")
+
+
+@given(team=teams(), collecting=st.booleans(), fail_at=st.integers(min_value=0, max_value=3))
+def test_planning_leaves_the_garbage_collector_as_it_found_it(
+    team: list[Member], collecting: bool, fail_at: int
+) -> None:
+    """A plan pauses the cyclic collector while it makes deliveries (B5: time per member stays
+    flat) and always puts it back as it was: running or not, and when making an id fails."""
+    was = gc.isenabled()
+    made = count()
+
+    def make_id() -> str:
+        n = next(made)
+        if n == fail_at:
+            raise RuntimeError("no ids left")
+        assert not gc.isenabled()  # paused while the deliveries are made
+        return f"d{n}"
+
+    policy = EscalationPolicy()
+    handoff = escalation("nobody", policy, HandoffStatus.OPEN)
+    told = len(recipients(policy, team, "nobody"))
+    (gc.enable if collecting else gc.disable)()
+    try:
+        if fail_at < told:
+            with pytest.raises(RuntimeError, match="no ids left"):
+                plan(handoff, team, set(), policy, NOW, make_id)
+        else:
+            assert len(plan(handoff, team, set(), policy, NOW, make_id)) == told
+        assert gc.isenabled() is collecting
+    finally:
+        (gc.enable if was else gc.disable)()
