@@ -242,8 +242,10 @@ async def test_a_relay_that_closes_after_each_message_costs_no_attempt_and_no_de
     assert [(o.delivery_id, o.ok, o.error) for o in [*first, *second]] == [
         (n.delivery_id, True, None) for n in batch
     ]
-    assert sorted(sink.recipients()) == sorted(n.to_address for n in batch)
-    assert sink.connections == 8  # one per message: nothing was sent twice or given up on
+    assert sink.per_recipient() == {n.to_address: 1 for n in batch}  # nothing was sent twice
+    # One connection per message; a second batch's two workers may both connect while one of them
+    # sends both notices (each on a new connection), leaving the other's connection to the pool.
+    assert 8 <= sink.connections <= 9
 
 
 async def test_a_relay_that_says_421_to_the_next_mail_from_costs_no_attempt(
