@@ -19,7 +19,6 @@ import sqlalchemy as sa
 from attrs import evolve
 
 from handoff_core.model import (
-    Channel,
     Delivery,
     DeliveryStatus,
     HandoffStatus,
@@ -31,12 +30,21 @@ from handoff_core.stream import StreamEvent
 from handoff_sql import rows
 from handoff_sql.repositories import SqlRepository
 from handoff_sql.statements import upsert_insert
-from handoff_sql.tables import deliveries, handoffs, stream_events, stream_heads, timeline
+from handoff_sql.tables import (
+    PUSH_CHANNEL,
+    deliveries,
+    handoffs,
+    stream_events,
+    stream_heads,
+    timeline,
+)
 
 CANCELLED_REASON = "the escalation was closed"
 OUTCOME_COLUMNS = ("status", "attempts", "last_error", "sent_at", "next_attempt_at", "confirm_by")
 
 _ADD_DELIVERIES = sa.insert(deliveries)
+# A constant, not a bound parameter, so that the partial indexes apply.
+_PUSH = sa.literal_column(f"deliveries.{PUSH_CHANNEL}", sa.Boolean)
 _ADD_EVENTS = sa.insert(timeline).returning(timeline.c.id, sort_by_parameter_order=True)
 _ADD_STREAM_EVENTS = sa.insert(stream_events)
 _HELD = (
@@ -231,7 +239,7 @@ class SqlDeliveries(SqlRepository, Deliveries):
                 deliveries.c.account_id == account_id,
                 deliveries.c.recipient_id == recipient_id,
                 deliveries.c.seen_at.is_(None),
-                deliveries.c.channel == Channel.PUSH,
+                _PUSH,
                 deliveries.c.stream_seq <= up_to_seq,
                 deliveries.c.status.in_([DeliveryStatus.PENDING, DeliveryStatus.SENT]),
             )
@@ -242,7 +250,7 @@ class SqlDeliveries(SqlRepository, Deliveries):
 
     async def take_unconfirmed(self, now: datetime, limit: int, reason: str) -> list[Delivery]:
         unseen = [
-            deliveries.c.channel == Channel.PUSH,
+            _PUSH,
             deliveries.c.status == DeliveryStatus.SENT,
             deliveries.c.seen_at.is_(None),
             deliveries.c.confirm_by <= now,
