@@ -47,6 +47,7 @@ CLIENTS = 8
 # core for the mail path). BENCH_B6_SPLIT=0 measures one `serve` process as shipped.
 SPLIT = int(os.environ.get("BENCH_B6_SPLIT", "4"))
 SMTP_POOL = int(os.environ.get("BENCH_B6_POOL", "8"))
+WORKER_NICE = int(os.environ.get("BENCH_B6_WORKER_NICE", "0"))
 # `handoff serve --workers N`: N server processes under uvicorn's supervisor (1: one process).
 SERVE_WORKERS = int(os.environ.get("BENCH_B6_SERVE_WORKERS", "1"))
 SENIORS = 20
@@ -222,7 +223,12 @@ async def run(ctx: Context) -> Outcome:
     await mirror(Databases.url(name), teams)
     pool = {"HANDOFF_SMTP_URL": f"smtp://127.0.0.1:{ctx.sink.port}?pool={SMTP_POOL}"}
     server = ctx.server(
-        name, "b6", split=SPLIT, env=pool if SMTP_POOL else None, workers=SERVE_WORKERS
+        name,
+        "b6",
+        split=SPLIT,
+        env=pool if SMTP_POOL else None,
+        workers=SERVE_WORKERS,
+        worker_nice=WORKER_NICE,
     )
     storms = Storms()
     async with running(server):

@@ -180,13 +180,16 @@ class Server:
         profile: bool = False,
         split: int = 0,
         workers: int = 1,
+        worker_nice: int = 0,
     ) -> None:
         """`split` > 0: the PostgreSQL layout for storms (README, "Running on PostgreSQL"): `serve
         --no-worker` sends nothing itself (HANDOFF_DISPATCH_CONCURRENCY=0) and one `handoff
         worker` process beside it sends `split` batches at once, woken by each commit.
-        `workers` > 1: `serve --workers N` (PostgreSQL only), `pid` being uvicorn's supervisor."""
+        `workers` > 1: `serve --workers N` (PostgreSQL only), `pid` being uvicorn's supervisor.
+        `worker_nice`: the worker runs under `nice -n` that (README: answers first in a storm)."""
         self.port = free_port()
         self.split = split
+        self.worker_nice = worker_nice
         self.name = name
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"{name}.log"
@@ -236,8 +239,9 @@ class Server:
         if self.split:
             worker_log = self._workdir / f"{self.name}-worker.log"
             with worker_log.open("wb") as log:
+                nice = ["nice", "-n", str(self.worker_nice)] if self.worker_nice else []
                 self._worker = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "handoff_app.cli", "worker",
+                    *nice, sys.executable, "-m", "handoff_app.cli", "worker",
                     env=self._env, cwd=self._workdir, stdout=log, stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                 )  # fmt: skip
