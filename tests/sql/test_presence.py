@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+import sqlalchemy as sa
+from tests.support.net import free_port
 
 from handoff_core import DeliveryService, HandoffService, MemberService
+from handoff_core.errors import StorageUnavailable
 from handoff_core.model import Channel
 from handoff_core.services.common import StreamAnnouncer
 from handoff_memory import ManualClock, RecordingMailSender, RecordingPushHub
@@ -105,3 +110,41 @@ async def test_escalation_pushes_to_those_online_and_emails_the_rest(sql_db: Sql
         (1, handoff.id)
     ]
     assert sorted(mail.sent) == ["carol@acme.test"]
+
+
+async def test_heartbeats_close_together_are_renewed_in_one_transaction(
+    sql_db: SqlDatabase,
+) -> None:
+    """300 streams beating at once (a process that opened them in a burst) cost one renewal,
+    not 300 transactions; every one of them is renewed, and a lapsed one of ours is put back."""
+    clock = ManualClock()
+    presence = sql_db.presence(clock)
+    streams = [await presence.enter("acme", f"m{i}", 30) for i in range(300)]
+    clock.advance(20)
+    await presence.enter("acme", "m0", 1, stream_id=streams[0])  # this one lapses at 21 s
+    clock.advance(2)
+    assert await presence.purge() == 1  # and is gone from the table, as another process would do
+    assert len(await presence.online("acme")) == 299
+    began: list[str] = []
+
+    def counted(conn: object) -> None:
+        began.append("BEGIN")
+
+    sa.event.listen(sql_db.engine.sync_engine, "begin", counted)
+    try:
+        await asyncio.gather(*(presence.heartbeat(s, 30) for s in streams))
+    finally:
+        sa.event.remove(sql_db.engine.sync_engine, "begin", counted)
+    assert len(began) == 2  # one renewal, and one put-back for the purged stream
+    assert await presence.online("acme") == {f"m{i}" for i in range(300)}
+    clock.advance(29)
+    assert len(await presence.online("acme")) == 300
+
+
+async def test_every_heartbeat_of_a_batch_hears_that_the_database_is_down() -> None:
+    presence = SqlDatabase(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/x").presence()
+    outcomes = await asyncio.gather(
+        *(presence.heartbeat(f"s{i}", 30) for i in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(o, StorageUnavailable) for o in outcomes), outcomes
+    assert all("renew live streams" in str(o) for o in outcomes)

@@ -6,6 +6,7 @@ and a process that dies simply stops renewing, so its streams lapse without anyo
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,14 @@ _LIVE = (
 )
 _ONLINE = sa.select(presence.c.member_id).distinct().where(*_LIVE)
 _ONLINE_OF = _ONLINE.where(presence.c.member_id.in_(sa.bindparam("ids", expanding=True)))
+_STREAMS = presence.c.stream_id.in_(sa.bindparam("ids", expanding=True))
+_RENEW = sa.update(presence).where(_STREAMS).values(expires_at=sa.bindparam("expires_at"))
+_KEPT = sa.select(presence.c.stream_id).where(_STREAMS)
+# Heartbeats that arrive within this many seconds of the first (at most a tenth of their ttl) are
+# renewed by one statement: a process holding 1,000 streams opened in a burst beats in a burst
+# too, and one transaction per beat held the whole connection pool (B3, 1,000 streams: an
+# escalation waited behind them, commit -> push p99 330 ms instead of 100 ms).
+RENEW_WINDOW_SECONDS = 0.5
 
 
 class _SystemClock:
@@ -42,6 +51,16 @@ def _positive(ttl_seconds: float) -> timedelta:
     if not ttl_seconds > 0:
         raise ValueError("ttl_seconds must be greater than 0")
     return timedelta(seconds=ttl_seconds)
+
+
+class _Renewal:
+    """Heartbeats renewed together: each stream's ttl, and the outcome every caller awaits."""
+
+    def __init__(self, done: asyncio.Future[None], window: float) -> None:
+        self.done = done
+        self.window = window
+        self.due: dict[str, timedelta] = {}
+        self.task: asyncio.Task[None] | None = None
 
 
 class SqlPresence(Presence):
@@ -56,6 +75,7 @@ class SqlPresence(Presence):
         self._clock: Clock = clock or _SystemClock()
         self._where = database.where
         self._mine: dict[str, tuple[str, str]] = {}  # streams this process opened
+        self._renewal: _Renewal | None = None  # the heartbeats waiting to be renewed together
 
     async def _write(self, statement: Any, doing: str) -> int:
         with translated(self._where, doing):
@@ -73,17 +93,58 @@ class SqlPresence(Presence):
         return stream_id
 
     async def heartbeat(self, stream_id: str, ttl_seconds: float) -> None:
-        """Keep a stream alive. One this process opened that lapsed meanwhile (a long pause, or
-        purged by another process) is put back, so an open stream never stays invisible."""
-        expires_at = self._clock.now() + _positive(ttl_seconds)
-        statement = (
-            sa.update(presence)
-            .where(presence.c.stream_id == stream_id)
-            .values(expires_at=expires_at)
-        )
-        if await self._write(statement, "renew a live stream") == 0 and stream_id in self._mine:
-            account_id, member_id = self._mine[stream_id]
-            await self._put(stream_id, account_id, member_id, ttl_seconds)
+        """Keep a stream alive for `ttl_seconds` more. One this process opened that lapsed
+        meanwhile (a long pause, or purged by another process) is put back, so an open stream
+        never stays invisible.
+
+        Heartbeats within RENEW_WINDOW_SECONDS (or a tenth of the ttl, if less) of the first
+        are renewed together, in one transaction; each returns once its stream is renewed.
+
+        Raises:
+            StorageUnavailable: the database cannot be reached (every heartbeat of the batch).
+        """
+        ttl = _positive(ttl_seconds)
+        renewal = self._renewal
+        if renewal is None:
+            window = min(RENEW_WINDOW_SECONDS, ttl.total_seconds() / 10)
+            renewal = _Renewal(asyncio.get_running_loop().create_future(), window)
+            self._renewal = renewal
+            renewal.task = asyncio.get_running_loop().create_task(self._renew(renewal))
+        renewal.due[stream_id] = max(renewal.due.get(stream_id, ttl), ttl)
+        await asyncio.shield(renewal.done)
+
+    async def _renew(self, renewal: _Renewal) -> None:
+        try:
+            await asyncio.sleep(renewal.window)
+            if self._renewal is renewal:
+                self._renewal = None  # later heartbeats start the next batch
+            await self._renew_now(renewal.due)
+        except asyncio.CancelledError:
+            if self._renewal is renewal:
+                self._renewal = None
+            renewal.done.cancel()
+            raise
+        except Exception as exc:
+            renewal.done.set_exception(exc)
+            renewal.done.exception()  # retrieved here too: no warning if every waiter left
+        else:
+            renewal.done.set_result(None)
+
+    async def _renew_now(self, due: dict[str, timedelta]) -> None:
+        ttl = max(due.values())
+        ids = sorted(due)
+        kept: set[str] = set()
+        with translated(self._where, "renew live streams"):
+            async with self._db.engine.begin() as conn:
+                for start in range(0, len(ids), _CHUNK):
+                    chunk = ids[start : start + _CHUNK]
+                    params = {"ids": chunk, "expires_at": self._clock.now() + ttl}
+                    await conn.execute(_RENEW, params)
+                    kept.update((await conn.execute(_KEPT, {"ids": chunk})).scalars())
+        for stream_id in ids:
+            if stream_id not in kept and stream_id in self._mine:
+                account_id, member_id = self._mine[stream_id]
+                await self._put(stream_id, account_id, member_id, due[stream_id].total_seconds())
 
     async def leave(self, stream_id: str) -> None:
         """A stream closed: forget it at once (its member is offline if it was their last).

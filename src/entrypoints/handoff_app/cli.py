@@ -179,6 +179,7 @@ def _serve_many(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from handoff_app.container import build_services
+    from handoff_app.serve import tune_collector
 
     services = await build_services(settings)
     try:
@@ -190,6 +191,7 @@ async def _worker(args: argparse.Namespace, settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        tune_collector()
         print(f"handoff worker {services.delivery.worker_id} running; SIGTERM stops it", flush=True)
         wake = asyncio.Event()
         services.hub.on_event(wake.set)  # PostgreSQL: a commit anywhere wakes this worker

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -17,6 +18,23 @@ from handoff_app.settings import Settings
 log = logging.getLogger("handoff.serve")
 
 RUN_WORKER_ENV = "HANDOFF_SERVE_WORKER"
+# gc.set_threshold for a long-running process of ours: a young generation of 100,000 objects
+# (Python's default is 700), and the older generations collected less often too.
+COLLECTOR_THRESHOLDS = (100_000, 50, 100)
+
+
+def tune_collector() -> None:
+    """Ask less of Python's cyclic garbage collector in a long-running process (`serve`,
+    `worker`): what start-up made is frozen out of its passes (`gc.freeze`), and it collects at
+    COLLECTOR_THRESHOLDS.
+
+    Nearly everything a request or a send makes is freed by reference counting; the collector
+    only looks for cycles, and a full pass over a process holding 1,000 open streams stopped
+    everything for 100-250 ms. Measured by B3 (`python -m bench b3`, 1,000 streams): commit ->
+    push p99 330-390 ms with the defaults, 83-94 ms (one process) and 158 ms (two) with these.
+    """
+    gc.freeze()
+    gc.set_threshold(*COLLECTOR_THRESHOLDS)
 
 
 @asynccontextmanager
@@ -54,6 +72,7 @@ def server_app(
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         try:
             async with handoff_lifespan(api) as opened:
+                tune_collector()
                 if run_worker:
                     async with delivery_worker(opened):
                         yield

@@ -9,6 +9,7 @@ place before presence is announced and before the position is read, so nothing s
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -91,27 +92,45 @@ async def _events(
                 last = missed.seq or last
             last = max(last, replay.position)
     next_beat = anyio.current_time() + beat
-    while not inbox.closed:
-        if inbox.overflowed:  # too slow to read live: catch up from the log instead
-            inbox.drain()
-            replay = await services.streams.replay(account_id, member_id, last)
-            if replay.reset:
-                last = replay.position
-                yield _sse(RESET, last, {"position": last, "reason": "fell too far behind"})
-            for missed in replay.events:
-                if (missed.seq or 0) > last:
-                    yield _event(missed)
-                    last = missed.seq or last
-            continue
-        pushed = await inbox.next(max(0.0, next_beat - anyio.current_time()))
-        if anyio.current_time() >= next_beat:
-            await services.presence.heartbeat(stream_id, beat * PRESENCE_TTL_BEATS)
-            yield ServerSentEvent(comment="heartbeat")
-            next_beat = anyio.current_time() + beat
-        if pushed is None or (pushed.seq or 0) <= last:
-            continue
-        yield _event(pushed)
-        last = pushed.seq or last
+    renewing: asyncio.Future[None] | None = None
+    try:
+        while not inbox.closed:
+            if inbox.overflowed:  # too slow to read live: catch up from the log instead
+                inbox.drain()
+                replay = await services.streams.replay(account_id, member_id, last)
+                if replay.reset:
+                    last = replay.position
+                    yield _sse(RESET, last, {"position": last, "reason": "fell too far behind"})
+                for missed in replay.events:
+                    if (missed.seq or 0) > last:
+                        yield _event(missed)
+                        last = missed.seq or last
+                continue
+            pushed = await inbox.next(max(0.0, next_beat - anyio.current_time()))
+            if anyio.current_time() >= next_beat:
+                renewing = _renew(services, stream_id, beat * PRESENCE_TTL_BEATS, renewing)
+                yield ServerSentEvent(comment="heartbeat")
+                next_beat = anyio.current_time() + beat
+            if pushed is None or (pushed.seq or 0) <= last:
+                continue
+            yield _event(pushed)
+            last = pushed.seq or last
+    finally:
+        if renewing is not None and not renewing.done():
+            renewing.cancel()
+
+
+def _renew(
+    services: Services, stream_id: str, ttl: float, previous: asyncio.Future[None] | None
+) -> asyncio.Future[None]:
+    """Renew the stream's presence beside it, never in its way: the process renews the beats of
+    its streams together (a short wait), and a push must not wait for that. What the previous
+    renewal met (the database down) is raised here, and ends the stream."""
+    if previous is not None:
+        if not previous.done():
+            return previous
+        previous.result()
+    return asyncio.ensure_future(services.presence.heartbeat(stream_id, ttl))
 
 
 async def _nothing() -> AsyncIterator[ServerSentEvent]:
