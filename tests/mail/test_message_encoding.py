@@ -11,6 +11,7 @@ import email
 from email.message import Message
 from email.policy import compat32
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -88,6 +89,16 @@ def test_a_body_that_is_not_ascii_is_quoted_printable() -> None:
     assert "Zoë saw the handshake" in _decoded(parts[0])
     assert _decoded(parts[0]).replace("\r\n", "\n") == fill_link(body, url).text
     _check_lines(raw)
+
+
+@pytest.mark.parametrize("notes", ["From the logs: nothing\nFrom: header-like", "café\nFrom me"])
+def test_a_line_starting_with_from_reads_as_written(notes: str) -> None:
+    """ ">From " escaping is for mbox files; a notice carries such a line as it was typed."""
+    body = _body(notes)
+    url = "http://127.0.0.1:8000/claim/abc.def"
+    text, html = _parts(_wire(body, url))
+    assert _decoded(text).replace("\r\n", "\n") == fill_link(body, url).text
+    assert _decoded(html).replace("\r\n", "\n") == fill_link(body, url).html
 
 
 def test_a_line_over_998_octets_is_quoted_printable() -> None:

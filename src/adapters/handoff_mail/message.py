@@ -170,7 +170,9 @@ def template(body: NoticeBody, linesep: str = CRLF, *, encode: bool = False) -> 
         del part["MIME-Version"]  # said once, at the top
         multipart.attach(part)
     buffer = BytesIO()
-    BytesGenerator(buffer, policy=compat32.clone(linesep=linesep)).flatten(multipart)
+    # No ">From " escaping: that is for mbox files, and SMTP carries a line starting "From " as is.
+    generator = BytesGenerator(buffer, mangle_from_=False, policy=compat32.clone(linesep=linesep))
+    generator.flatten(multipart)
     subject = encode_header("Subject", body.subject, linesep) + linesep
     encoded = buffer.getvalue()
     if body.link_slot is None:
