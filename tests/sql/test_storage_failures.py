@@ -36,6 +36,8 @@ async def test_a_postgres_port_with_nothing_listening(pg_url: str) -> None:
     assert detail.startswith("storage unavailable")
     assert f"127.0.0.1:{port}" in detail and "refused" in detail.lower()
     assert "s3cret" not in detail
+    # no transaction was ever open: the detail does not say one was rolled back
+    assert detail.endswith("nothing was written") and "rolled back" not in detail
 
 
 async def test_a_sqlite_file_that_cannot_be_opened(tmp_path: Path) -> None:

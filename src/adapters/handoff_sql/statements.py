@@ -51,6 +51,13 @@ def is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, OSError | TimeoutError | sa_exc.TimeoutError)
 
 
+# What became of the work when the database was lost while `doing` it.
+OUTCOMES = {
+    "commit": "the transaction either committed whole or not at all",
+    "open a transaction": "nothing was written",
+}
+
+
 @contextlib.contextmanager
 def translated(where: str, doing: str) -> Iterator[None]:
     """Raise the core's errors for the database's. `where` names the database (no password)."""
@@ -63,11 +70,7 @@ def translated(where: str, doing: str) -> Iterator[None]:
             raise
         lost = isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
         what = "lost the connection to" if lost else "could not use"
-        outcome = (
-            "the transaction either committed whole or not at all"
-            if doing == "commit"
-            else "its transaction was rolled back and nothing was written"
-        )
+        outcome = OUTCOMES.get(doing, "its transaction was rolled back and nothing was written")
         raise StorageUnavailable(
             f"storage unavailable: {what} the database {where} while trying to {doing} "
             f"({reason(exc)}); {outcome}"
