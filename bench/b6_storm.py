@@ -47,7 +47,7 @@ CLIENTS = 8
 # core for the mail path). BENCH_B6_SPLIT=0 measures one `serve` process as shipped.
 SPLIT = int(os.environ.get("BENCH_B6_SPLIT", "4"))
 SMTP_POOL = int(os.environ.get("BENCH_B6_POOL", "8"))
-WORKER_NICE = int(os.environ.get("BENCH_B6_WORKER_NICE", "0"))
+WORKER_NICE = int(os.environ.get("BENCH_B6_WORKER_NICE", "5"))  # `nice -n 5 handoff worker`
 # `handoff serve --workers N`: N server processes under uvicorn's supervisor (1: one process).
 SERVE_WORKERS = int(os.environ.get("BENCH_B6_SERVE_WORKERS", "1"))
 SENIORS = 20
@@ -294,11 +294,13 @@ def _layout() -> str:
         if SERVE_WORKERS > 1
         else "one process"
     )
+    nice = f"nice -n {WORKER_NICE} " if WORKER_NICE else ""
     if not SPLIT:
         return f"Handoff: {serve}` ({processes}, uvicorn, delivery worker in-process)."
     return (
         f"Handoff: the storm layout the README gives for PostgreSQL: {serve} --no-worker` "
-        f"({processes}, HANDOFF_DISPATCH_CONCURRENCY=0) and one `handoff worker` beside it "
+        f"({processes}, HANDOFF_DISPATCH_CONCURRENCY=0) and one "
+        f"`{nice}handoff worker` beside it "
         f"(HANDOFF_WORKER_LANES={SPLIT}, an SMTP pool of {SMTP_POOL} connections)."
     )
 
