@@ -126,6 +126,7 @@ async def test_a_stream_that_marks_seen_gets_no_email(
     ("body", "status", "field"),
     [
         ({"last_event_id": "abc"}, 422, "last_event_id"),
+        ({"last_event_id": "99999999"}, 422, "last_event_id"),  # ahead of the stream
         ({"last_event_id": 5}, 422, "body.last_event_id"),
         ({}, 422, "body.last_event_id"),
         ({"last_event_id": "5", "extra": 1}, 422, "body.extra"),

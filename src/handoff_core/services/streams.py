@@ -93,6 +93,9 @@ class StreamService:
             member = await acting_member(uow, account_id, member_id)
             if not member.is_senior:
                 raise Forbidden(f"member {member_id} is a viewer and has no stream")
+            _, head = await uow.stream.bounds(account_id)
+            if up_to > head:  # ahead of the stream: no client was sent it
+                raise ValidationError("last_event_id", "must be an event id the stream sent")
             marked = await uow.deliveries.mark_seen(account_id, member_id, up_to, now)
             await uow.commit()
         return marked
