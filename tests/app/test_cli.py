@@ -111,8 +111,13 @@ def test_bad_member_input_is_one_clear_line_and_changes_nothing(tmp_path: Path) 
     bad = add_member(
         "acme", "eve", email="nope", name="Eve", role="engineer", cwd=tmp_path, env=env
     )
-    assert bad.returncode == 1
-    assert bad.stderr.strip() == "handoff: email: must be an address like name@example.com"
+    assert bad.returncode == 2  # a bad value on the command line is a usage mistake
+    assert bad.stderr.strip() == "handoff: --email: must be an address like name@example.com"
+    spaced = add_member(
+        "acme", "a b", email="ab@acme.test", name="A B", role="engineer", cwd=tmp_path, env=env
+    )
+    assert spaced.returncode == 2
+    assert spaced.stderr.strip() == "handoff: --id: must not contain whitespace"
     gone = handoff("members", "remove", "--account", "acme", "--id", "ghost", cwd=tmp_path, env=env)
     assert gone.returncode == 1 and "not found" in gone.stderr
     listed = handoff("members", "list", "--account", "acme", cwd=tmp_path, env=env)

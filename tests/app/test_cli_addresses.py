@@ -18,8 +18,8 @@ def test_an_address_nothing_could_send_to_is_one_line_and_changes_nothing(
         "acme", "eve", email=address, name="Eve", role="engineer", cwd=tmp_path, env=env
     )
 
-    assert bad.returncode == 1
-    assert bad.stderr.startswith("handoff: email: ") and bad.stderr.count("\n") == 1
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("handoff: --email: ") and bad.stderr.count("\n") == 1
     assert address in bad.stderr and "Traceback" not in bad.stderr
     listed = handoff("members", "list", "--account", "acme", cwd=tmp_path, env=env)
     assert "no members" in listed.stdout

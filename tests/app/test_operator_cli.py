@@ -164,10 +164,10 @@ def test_token_refuses_a_member_who_is_unknown_inactive_or_removed(tmp_path: Pat
 @pytest.mark.parametrize(
     ("member_id", "says"),
     [
-        ("ops/team2", "handoff: id: must not contain '/' (ids are URL path segments)"),
-        ("..", "handoff: id: must not be '.' or '..' (ids are URL path segments)"),
-        ("a b", "handoff: id: must not contain whitespace"),
-        ("bell\x07", "handoff: id: must not contain control characters"),
+        ("ops/team2", "handoff: --id: must not contain '/' (ids are URL path segments)"),
+        ("..", "handoff: --id: must not be '.' or '..' (ids are URL path segments)"),
+        ("a b", "handoff: --id: must not contain whitespace"),
+        ("bell\x07", "handoff: --id: must not contain control characters"),
     ],
 )
 def test_a_member_id_the_api_could_not_address_is_refused_where_it_is_made(
@@ -177,7 +177,7 @@ def test_a_member_id_the_api_could_not_address_is_refused_where_it_is_made(
     done = add_member(
         "acme", member_id, email="x@a.test", name="X", role="owner", cwd=tmp_path, env=env
     )
-    assert one_line(done, 1) == says
+    assert one_line(done, 2) == says  # a bad value on the command line: a usage mistake
     listed = handoff("members", "list", "--account", "acme", cwd=tmp_path, env=env)
     assert listed.stdout.strip() == "no members in account acme"
 
@@ -193,7 +193,7 @@ def test_an_account_id_follows_the_same_rule(tmp_path: Path) -> None:
         env=sqlite(tmp_path),
     )
     assert (
-        one_line(done, 1) == "handoff: account_id: must not contain '/' (ids are URL path segments)"
+        one_line(done, 2) == "handoff: --account: must not contain '/' (ids are URL path segments)"
     )
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NoReturn
 
 from handoff_app.settings import Settings, SettingsError
-from handoff_core.errors import HandoffError
+from handoff_core.errors import HandoffError, ValidationError
 
 Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 log = logging.getLogger("handoff.serve")
@@ -339,6 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return runner.run(COMMANDS[args.command](args, settings))
     except SettingsError as exc:
         return _fail(str(exc), 2)
+    except ValidationError as exc:  # a value given on the command line: a usage mistake
+        return _fail(f"{_option(args, exc.field)}: {exc.detail.removeprefix(exc.field + ': ')}", 2)
     except HandoffError as exc:
         return _fail(exc.detail, 1)
     except CommandError as exc:
@@ -350,6 +352,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug: still one line (the traceback goes to the debug log)
         logging.getLogger("handoff").debug("unexpected error", exc_info=True)
         return _fail(f"unexpected error ({type(exc).__name__}): {exc}", 1)
+
+
+def _option(args: argparse.Namespace, field: str) -> str:
+    """The command-line option that gave the value of `field` (`account_id` came from
+    `--account`), or the field itself when no option did."""
+    for name in (field, field.removesuffix("_id")):
+        if name and hasattr(args, name):
+            return "--" + name.replace("_", "-")
+    return field
 
 
 def _fail(message: str, code: int) -> int:
