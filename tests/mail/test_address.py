@@ -66,3 +66,12 @@ def test_the_wire_form_follows_what_the_server_offers(
 def test_a_non_ascii_local_part_without_smtputf8_says_why() -> None:
     with pytest.raises(ValueError, match=r"non-ASCII local part.*SMTPUTF8"):
         wire_address("jösé@acme.test", smtputf8=False)
+
+
+@pytest.mark.parametrize("address", ["a:b@c.test", "list:a@c.test;", "@route:b@c.test"])
+def test_an_address_a_relay_could_read_as_another_is_never_put_on_the_wire(address: str) -> None:
+    """`a:b@c.test` reads as a group or a source route to SMTP libraries (aiosmtplib sends it to
+    <b@c.test>): one that reached the store without the check at the edge is refused, not sent
+    to someone else."""
+    with pytest.raises(ValueError, match="not a single plain address"):
+        wire_address(address, smtputf8=True)

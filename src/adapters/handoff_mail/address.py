@@ -13,7 +13,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from handoff_core.errors import ValidationError
 
-_SPECIALS = '<>,;"()[]\\'
+_SPECIALS = '<>,;:"()[]\\'  # RFC 5322 specials; ':' would make a route or a group
 
 
 def check_address(address: str) -> str:
@@ -48,7 +48,8 @@ def check_address(address: str) -> str:
 def plain_address(address: str) -> str:
     """`address` if it is one plain `local@domain` that can sit in a header and an SMTP command.
 
-    Raises ValueError for line breaks, control characters, spaces, brackets, commas, quotes, or
+    Raises ValueError for line breaks, control characters, spaces, brackets, commas, colons,
+    quotes, or
     not exactly one `@`: anything that could smuggle a second header, recipient or command.
     """
     if not address or any(not ch.isprintable() for ch in address):
