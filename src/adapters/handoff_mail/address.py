@@ -49,8 +49,8 @@ def plain_address(address: str) -> str:
     """`address` if it is one plain `local@domain` that can sit in a header and an SMTP command.
 
     Raises ValueError for line breaks, control characters, spaces, brackets, commas, colons,
-    quotes, or
-    not exactly one `@`: anything that could smuggle a second header, recipient or command.
+    quotes, or not exactly one `@`: anything that could smuggle a second header, recipient or
+    command, or be read as another address.
     """
     if not address or any(not ch.isprintable() for ch in address):
         raise ValueError(f"address {address!r} cannot be put in a message header")
