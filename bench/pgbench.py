@@ -62,13 +62,17 @@ class Transaction:
 
 
 def transactions(log: Path) -> list[Transaction]:
-    """The captured statements grouped into transactions, per connection, by BEGIN time."""
+    """The captured statements grouped into transactions, per connection, by BEGIN time; a
+    statement outside any (AUTOCOMMIT: presence is read that way) is one of its own."""
     open_by_conn: dict[int, Transaction] = {}
     done: list[Transaction] = []
     for line in log.read_text().splitlines():
         row = json.loads(line)
         conn = int(row["conn"])
-        if row["sql"] == "BEGIN" or conn not in open_by_conn:
+        if row["sql"] != "BEGIN" and conn not in open_by_conn:
+            done.append(Transaction(conn=conn, began=float(row["t"]), rows=[row]))
+            continue
+        if row["sql"] == "BEGIN":
             open_by_conn[conn] = Transaction(conn=conn, began=float(row["t"]))
         txn = open_by_conn[conn]
         txn.rows.append(row)

@@ -142,23 +142,28 @@ def install(commit_log: str | None, sql_log: str | None) -> None:
             batch = getattr(context, "execute_style", None) is ExecuteStyle.INSERTMANYVALUES
             capture.write(conn, statement, params, many and not batch)
 
+    def _autocommit(conn: Connection) -> bool:
+        """A connection in AUTOCOMMIT sends no BEGIN, COMMIT or ROLLBACK to the server, whatever
+        SQLAlchemy's own transaction events say (presence is read that way)."""
+        return conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+
     @event.listens_for(Engine, "begin")
     def _begin(conn: Connection) -> None:
-        if capture is not None:
+        if capture is not None and not _autocommit(conn):
             capture.write(conn, "BEGIN")
 
     @event.listens_for(Engine, "commit")
     def _commit(conn: Connection) -> None:
         if MARK in conn.info:
             conn.info[SENT] = time.monotonic()
-        if capture is not None:
+        if capture is not None and not _autocommit(conn):
             capture.write(conn, "COMMIT")
 
     @event.listens_for(Engine, "rollback")
     def _rollback(conn: Connection) -> None:
         conn.info.pop(MARK, None)
         conn.info.pop(SENT, None)
-        if capture is not None:
+        if capture is not None and not _autocommit(conn):
             capture.write(conn, "ROLLBACK")
 
     @event.listens_for(Pool, "checkin")
