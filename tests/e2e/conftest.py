@@ -38,7 +38,8 @@ def make_settings(folder: Path, store: str = "memory", **overrides: object) -> S
         "jwt_secret": SECRET,
         "maildir": str(folder / "mail"),
         "public_url": "http://handoff.test",
-        "heartbeat_seconds": 0.2,
+        # presence lives 3 beats: 3 s outlasts any stall of a loaded CI machine; 0.6 s did not
+        "heartbeat_seconds": 1.0,
         "body_limit_bytes": 64 * 1024,
         "webhook_allow_private": True,  # receivers in the tests listen on 127.0.0.1
         **overrides,

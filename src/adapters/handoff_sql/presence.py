@@ -35,7 +35,7 @@ _ONLINE_OF = _ONLINE.where(presence.c.member_id.in_(sa.bindparam("ids", expandin
 _STREAMS = presence.c.stream_id.in_(sa.bindparam("ids", expanding=True))
 _RENEW = sa.update(presence).where(_STREAMS).values(expires_at=sa.bindparam("expires_at"))
 _KEPT = sa.select(presence.c.stream_id).where(_STREAMS)
-# Heartbeats that arrive within this many seconds of the first (at most a tenth of their ttl) are
+# Heartbeats that arrive within this many seconds of the first (at most a 20th of their ttl) are
 # renewed by one statement: a process holding 1,000 streams opened in a burst beats in a burst
 # too, and one transaction per beat held the whole connection pool (B3, 1,000 streams: an
 # escalation waited behind them, commit -> push p99 330 ms instead of 100 ms).
@@ -97,7 +97,7 @@ class SqlPresence(Presence):
         meanwhile (a long pause, or purged by another process) is put back, so an open stream
         never stays invisible.
 
-        Heartbeats within RENEW_WINDOW_SECONDS (or a tenth of the ttl, if less) of the first
+        Heartbeats within RENEW_WINDOW_SECONDS (or a 20th of the ttl, if less) of the first
         are renewed together, in one transaction; each returns once its stream is renewed.
 
         Raises:
@@ -106,7 +106,7 @@ class SqlPresence(Presence):
         ttl = _positive(ttl_seconds)
         renewal = self._renewal
         if renewal is None:
-            window = min(RENEW_WINDOW_SECONDS, ttl.total_seconds() / 10)
+            window = min(RENEW_WINDOW_SECONDS, ttl.total_seconds() / 20)
             renewal = _Renewal(asyncio.get_running_loop().create_future(), window)
             self._renewal = renewal
             renewal.task = asyncio.get_running_loop().create_task(self._renew(renewal))
