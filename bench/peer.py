@@ -24,7 +24,7 @@ from typing import Any
 from attrs import define
 
 from bench.stack import ROOT, BenchError, Context, Databases, free_port, terminate
-from bench.wire import HttpConnection
+from bench.wire import HttpConnection, answers
 
 APP = "seedstyle_app"
 INSTALL_SECONDS = 600.0
@@ -181,23 +181,13 @@ class Peer:
             for _ in range(int(START_SECONDS / 0.1)):
                 if exited.done():
                     raise BenchError(f"the reference exited at start (log: {self.log_path})")
-                if await self._ready():
+                if await answers(self.port, "/openapi.json"):
                     return
                 await asyncio.wait({exited}, timeout=0.1)
         finally:
             exited.cancel()
         await self.stop()
         raise BenchError(f"the reference was not ready in {START_SECONDS:g} s")
-
-    async def _ready(self) -> bool:
-        conn = HttpConnection("127.0.0.1", self.port)
-        try:
-            status, _ = await conn.request("GET", "/openapi.json")
-            return status == 200
-        except (OSError, asyncio.IncompleteReadError, ValueError):
-            return False
-        finally:
-            await conn.close()
 
     async def stop(self) -> None:
         process, self.process = self.process, None

@@ -25,7 +25,7 @@ import asyncpg
 from attrs import define
 
 from bench.cpu import alive, process_tree
-from bench.wire import HttpConnection
+from bench.wire import answers
 
 ROOT = Path(__file__).resolve().parent.parent
 HOOKS = ROOT / "bench" / "hooks"  # its sitecustomize.py installs bench.hooks in every process
@@ -256,7 +256,7 @@ class Server:
             for _ in range(int(START_SECONDS / 0.1)):
                 if exited.done():
                     raise BenchError(f"server {self.name} exited at start:\n{self.log_tail()}")
-                if await self._ready():
+                if await answers(self.port, "/readyz"):
                     self._tree.update(process_tree(self.process.pid))
                     if self._profile is not None:
                         from bench.profile import attach
@@ -271,16 +271,6 @@ class Server:
             exited.cancel()
         await self.stop()
         raise BenchError(f"server {self.name} was not ready in {START_SECONDS:g} s")
-
-    async def _ready(self) -> bool:
-        conn = HttpConnection("127.0.0.1", self.port)
-        try:
-            status, _ = await conn.request("GET", "/readyz")
-            return status == 200
-        except (OSError, asyncio.IncompleteReadError, ValueError):
-            return False
-        finally:
-            await conn.close()
 
     def signal(self, signum: int) -> None:
         """Send `signum` to each of the server's processes (SIGUSR1: stop the SQL log)."""

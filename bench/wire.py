@@ -86,6 +86,19 @@ class HttpConnection:
         return status, (json.loads(raw) if raw else None)
 
 
+async def answers(port: int, path: str) -> bool:
+    """Whether a server on 127.0.0.1:`port` answers GET `path` with 200 (False while it is not
+    listening yet, or answers something else)."""
+    conn = HttpConnection("127.0.0.1", port)
+    try:
+        status, _ = await conn.request("GET", path)
+        return status == 200
+    except (OSError, asyncio.IncompleteReadError, ValueError):
+        return False
+    finally:
+        await conn.close()
+
+
 async def read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
     head = await reader.readuntil(HEAD_END)
     lines = head.decode("latin-1").split("\r\n")

@@ -138,34 +138,24 @@ def plan_reminders(
     policy = handoff.policy
     if policy is None or not handoff.is_open_escalation or round > policy.max_reminders:
         return []
+    told = recipients(
+        policy, members, handoff.created_by, policy.roles_through(handoff.tiers_reached)
+    )
     with collector_paused():
-        return _reminders(handoff, policy, members, round, now, make_id)
-
-
-def _reminders(
-    handoff: Handoff,
-    policy: EscalationPolicy,
-    members: Iterable[Member],
-    round: int,
-    now: datetime,
-    make_id: IdFactory,
-) -> list[Delivery]:
-    return [
-        _due(
-            make_id,
-            handoff.account_id,
-            handoff.id,
-            member.id,
-            member.email,
-            Channel.EMAIL,
-            now,
-            kind=NoticeKind.REMINDER,
-            round=round,
-        )
-        for member in recipients(
-            policy, members, handoff.created_by, policy.roles_through(handoff.tiers_reached)
-        )
-    ]
+        return [
+            _due(
+                make_id,
+                handoff.account_id,
+                handoff.id,
+                member.id,
+                member.email,
+                Channel.EMAIL,
+                now,
+                kind=NoticeKind.REMINDER,
+                round=round,
+            )
+            for member in told
+        ]
 
 
 def fallback_email(push: Delivery, now: datetime, make_id: IdFactory = new_id) -> Delivery:

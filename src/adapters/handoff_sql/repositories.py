@@ -31,17 +31,13 @@ from handoff_core.model import (
 from handoff_core.ports import Handoffs, LoginLinks, Members, Policies, Sessions, Webhooks
 from handoff_core.webhooks import WebhookEndpoint
 from handoff_sql import rows
-from handoff_sql.statements import Statements, upsert_insert
+from handoff_sql.statements import Params, Statements, upsert_insert
 from handoff_sql.tables import handoffs, login_links, members, policies, sessions, webhooks
 
 
 class SqlRepository:
     def __init__(self, uow: Statements) -> None:
         self._uow = uow
-
-
-def _param(name: str) -> Any:
-    return sa.bindparam(name)
 
 
 _OPEN_ESCALATION = (
@@ -53,13 +49,13 @@ _OPEN_ESCALATION = (
 def _members_where(*conditions: Any) -> sa.Select[Any]:
     return (
         sa.select(members)
-        .where(members.c.account_id == _param("account_id"), *conditions)
+        .where(members.c.account_id == sa.bindparam("account_id"), *conditions)
         .order_by(members.c.id)
     )
 
 
 _MEMBER = sa.select(members).where(
-    members.c.account_id == _param("account_id"), members.c.id == _param("member_id")
+    members.c.account_id == sa.bindparam("account_id"), members.c.id == sa.bindparam("member_id")
 )
 _CURRENT = _members_where(members.c.deleted_at.is_(None))
 _ELIGIBLE = _members_where(
@@ -69,7 +65,7 @@ _ELIGIBLE = _members_where(
 )
 _MEMBERS_BY_ID = _members_where(members.c.id.in_(sa.bindparam("ids", expanding=True)))
 _SESSION = sa.select(sessions).where(
-    sessions.c.account_id == _param("account_id"), sessions.c.id == _param("session_id")
+    sessions.c.account_id == sa.bindparam("account_id"), sessions.c.id == sa.bindparam("session_id")
 )
 _SESSION_COLUMNS = tuple(
     c.name
@@ -79,27 +75,27 @@ _SESSION_COLUMNS = tuple(
 _UPDATE_SESSION = (
     sa.update(sessions)
     .where(
-        sessions.c.account_id == _param("w_account_id"),
-        sessions.c.id == _param("w_id"),
-        sessions.c.version == _param("w_version"),
+        sessions.c.account_id == sa.bindparam("w_account_id"),
+        sessions.c.id == sa.bindparam("w_id"),
+        sessions.c.version == sa.bindparam("w_version"),
     )
-    .values({name: _param(name) for name in (*_SESSION_COLUMNS, "version")})
+    .values({name: sa.bindparam(name) for name in (*_SESSION_COLUMNS, "version")})
 )
 _HANDOFF = sa.select(handoffs).where(
-    handoffs.c.account_id == _param("account_id"), handoffs.c.id == _param("handoff_id")
+    handoffs.c.account_id == sa.bindparam("account_id"), handoffs.c.id == sa.bindparam("handoff_id")
 )
 _THIS_HANDOFF = (
-    handoffs.c.account_id == _param("w_account_id"),
-    handoffs.c.id == _param("w_handoff_id"),
+    handoffs.c.account_id == sa.bindparam("w_account_id"),
+    handoffs.c.id == sa.bindparam("w_handoff_id"),
 )
 _CLAIM = (
     sa.update(handoffs)
     .where(*_THIS_HANDOFF, *_OPEN_ESCALATION)
     .values(
         status=HandoffStatus.CLAIMED,
-        claimed_by=_param("claimed_by"),
-        claimed_at=_param("at"),
-        closed_at=_param("at"),
+        claimed_by=sa.bindparam("claimed_by"),
+        claimed_at=sa.bindparam("at"),
+        closed_at=sa.bindparam("at"),
         next_reminder_at=None,
         next_tier_at=None,
     )
@@ -109,14 +105,19 @@ _CLOSE = (
     sa.update(handoffs)
     .where(*_THIS_HANDOFF, handoffs.c.status == HandoffStatus.OPEN)
     .values(
-        status=_param("status"), closed_at=_param("at"), next_reminder_at=None, next_tier_at=None
+        status=sa.bindparam("status"),
+        closed_at=sa.bindparam("at"),
+        next_reminder_at=None,
+        next_tier_at=None,
     )
     .returning(handoffs.c.id)
 )
 _WEBHOOKS = (
-    sa.select(webhooks).where(webhooks.c.account_id == _param("account_id")).order_by(webhooks.c.id)
+    sa.select(webhooks)
+    .where(webhooks.c.account_id == sa.bindparam("account_id"))
+    .order_by(webhooks.c.id)
 )
-_POLICY = sa.select(policies.c.policy).where(policies.c.account_id == _param("account_id"))
+_POLICY = sa.select(policies.c.policy).where(policies.c.account_id == sa.bindparam("account_id"))
 
 
 @functools.cache
@@ -209,17 +210,15 @@ class SqlHandoffs(SqlRepository, Handoffs):
     def _one(self, account_id: str, handoff_id: str) -> tuple[Any, Any]:
         return handoffs.c.account_id == account_id, handoffs.c.id == handoff_id
 
-    async def _first(self, query: sa.Select[Any]) -> Handoff | None:
-        row = (await self._uow.execute(query)).mappings().first()
+    async def _first(self, query: sa.Select[Any], params: Params = None) -> Handoff | None:
+        row = (await self._uow.execute(query, params)).mappings().first()
         return rows.handoff_of(row) if row is not None else None
 
     async def _all(self, query: sa.Select[Any]) -> list[Handoff]:
         return [rows.handoff_of(r) for r in (await self._uow.execute(query)).mappings()]
 
     async def get(self, account_id: str, handoff_id: str) -> Handoff | None:
-        params = {"account_id": account_id, "handoff_id": handoff_id}
-        row = (await self._uow.execute(_HANDOFF, params)).mappings().first()
-        return rows.handoff_of(row) if row is not None else None
+        return await self._first(_HANDOFF, {"account_id": account_id, "handoff_id": handoff_id})
 
     async def add(self, handoff: Handoff) -> None:
         """DO NOTHING rather than fail on a duplicate: the transaction stays usable, and a
