@@ -40,6 +40,9 @@ class Sink:
 
     Relays that close connections: `close_after_message` closes each connection right after it
     accepted a message (the 250 reaches the client, then the connection ends);
+    `close_soon_after_message` closes it a moment later, after answering the commands that were
+    already read behind the message (aiosmtpd's read-ahead: a pipelined MAIL FROM, RCPT TO and
+    DATA get their replies, 354 included, before the close);
     `bye_on_next_mail` answers 421 and closes when a connection that already carried a message
     starts another; `drop_on_mail` cuts every connection at its first MAIL FROM.
 
@@ -47,7 +50,8 @@ class Sink:
     `refuse_data_command[n]` the reply to the n-th DATA command that has a recipient (instead of
     354), `refuse_message[n]` the reply to the n-th message once its data is in; `hang_on_mail`
     and `hang_on_data_command` hold the numbers of the MAIL FROM / DATA commands that are never
-    answered (the server waits until the client leaves); `close_after_refusing_mail` closes the
+    answered (the server waits until the client leaves), `hang_on_message` those of the messages
+    whose data is read and never answered; `close_after_refusing_mail` closes the
     connection once a `refuse_mail` reply is out. `data_without_rcpt` makes DATA answer 354 even
     when no recipient was accepted (what a relay should never do); a message sent then is kept
     with the recipient `nobody@sink.invalid`; `hang_on_data_without_rcpt` leaves such a DATA
@@ -69,6 +73,8 @@ class Sink:
         self.drop_on_data: set[int] = set()
         self.data_commands = 0
         self.close_after_message = False
+        self.close_soon_after_message = False
+        self.hang_on_message: set[int] = set()
         self.bye_on_next_mail = False
         self.drop_on_mail = False
         self.mail_options: list[list[str]] = []
@@ -141,6 +147,10 @@ class Sink:
     async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
         with self._lock:
             self.data_commands += 1
+            hang = self.data_commands in self.hang_on_message
+        if hang:
+            await asyncio.Event().wait()  # cancelled by aiosmtpd when the client leaves
+        with self._lock:
             if self.data_commands in self.drop_on_data:
                 server.transport.close()  # type: ignore[attr-defined]
                 return "250 OK"  # never reaches the client: the connection is gone
@@ -160,7 +170,8 @@ class Sink:
                 self.shut = True
         session.carried = getattr(session, "carried", 0) + 1  # type: ignore[attr-defined]
         if self.close_after_message or self.shut:
-            # Runs once the reply below is written: the client gets its 250, then the close.
+            session.hang_up = True  # type: ignore[attr-defined]  # SinkSMTP, once the 250 is out
+        elif self.close_soon_after_message:
             asyncio.get_running_loop().call_soon(server.transport.close)  # type: ignore[attr-defined]
         return "250 2.0.0 Message accepted"
 
@@ -236,6 +247,10 @@ class SinkSMTP(SMTP):
                     await self.push(reply)
                     return
         await super().smtp_DATA(arg)
+        if getattr(self.session, "hang_up", False) and self.transport is not None:
+            # The 250 is written; the relay reads nothing after it, as one that closes after
+            # each message does (aiosmtpd would go on with commands already in its buffer).
+            self.transport.close()
 
 
 class SinkController(Controller):

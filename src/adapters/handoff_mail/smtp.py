@@ -13,12 +13,16 @@ notice goes at once on a new connection and is not an attempt (SPEC §11). A new
 fails the same way is a real failure, so this costs at most one extra connection per message.
 
 When the server offers PIPELINING (RFC 2920), MAIL FROM, RCPT TO and DATA go in one write and
-their three replies are read in order, then the message: two round trips per message instead of
-four. The outcomes are the same as one command at a time: the first refusal among the replies
-is the notice's, and the replies after it (a 503 for each command that followed) are read and
-set aside before RSET; a 354 to DATA after a refusal, a 421, a timeout or a reply nobody asked for
-ends the connection, so no message goes out that the refusal should have stopped. A server that
-does not offer PIPELINING gets one command at a time, as aiosmtplib sends them.
+their three replies are read in order. The message follows in one more write, and the next
+notice's MAIL FROM, RCPT TO and DATA ride in that same write (RFC 2920 §3.1 lets the content start
+a group): one write per message, where one command at a time takes four. The outcomes are the same
+as one command at a time: the first refusal among the replies is the notice's, and the replies
+after it (a 503 for each command that followed) are read and set aside before RSET; a 354 to DATA
+after a refusal, a 421, a timeout or a reply nobody asked for ends the connection, so no message
+goes out that the refusal should have stopped. A refused message ends its transaction (RFC 5321
+§4.1.1.4), so the notice already written behind it goes on. One whose connection ends before its
+MAIL FROM is answered was not tried: it goes again at once on a new connection, as below. A server
+that does not offer PIPELINING gets one command at a time, as aiosmtplib sends them.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import asyncio
 import logging
 import socket
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import aiosmtplib
@@ -88,6 +92,23 @@ class _Batch:
     connect_error: str | None = None
 
 
+@define
+class _Sent:
+    """What one turn on a connection did: the notices it settled (batch index, outcome), the
+    one to send again at once on a new connection (its connection ended before MAIL FROM was
+    answered, so it was not tried), whether the connection is unusable now, and whether the
+    server answered anything on it this turn."""
+
+    outcomes: list[tuple[int, SendOutcome]] = field(factory=list)
+    again: int | None = None
+    broken: bool = False
+
+    @property
+    def answered(self) -> bool:
+        """Whether a transaction this turn ended with the connection still fit for the next."""
+        return len(self.outcomes) > 1 or (bool(self.outcomes) and not self.broken)
+
+
 @frozen
 class _Envelope:
     """One notice as it goes to one server: the recipient as the envelope carries it, the
@@ -97,6 +118,15 @@ class _Envelope:
     message: bytes
     options: list[str]
     encoding: str
+
+
+@frozen
+class _Chained:
+    """A notice written behind the message before it: its index, envelope and command group."""
+
+    index: int
+    envelope: _Envelope
+    group: bytes
 
 
 class SmtpSender(MailSender):
@@ -176,21 +206,20 @@ class SmtpSender(MailSender):
                     else:
                         index, again = again, None
                     sent = await self._send_one(conn, batch, index, reused=reused)
-                    if sent is None:  # closed by the relay before MAIL FROM: nothing happened
-                        again = index
+                    for settled, outcome in sent.outcomes:
+                        batch.outcomes[settled] = outcome
+                    if sent.answered:
+                        answered = reused = True
+                    if sent.again is not None:  # closed by the relay before MAIL FROM
+                        again = sent.again
                         conn.close()
                         conn = None
-                        continue
-                    outcome, broken = sent
-                    batch.outcomes[index] = outcome
-                    if broken:
+                    elif sent.broken:
                         conn.close()
                         conn = None
                         if not answered:
-                            batch.connect_error = outcome.error
+                            batch.connect_error = sent.outcomes[-1][1].error
                             return
-                    else:
-                        answered = reused = True
             except BaseException:
                 if conn is not None:  # cancelled mid-command: the session state is unknown
                     conn.close()
@@ -268,20 +297,21 @@ class SmtpSender(MailSender):
 
     async def _send_one(
         self, conn: aiosmtplib.SMTP, batch: _Batch, index: int, *, reused: bool
-    ) -> tuple[SendOutcome, bool] | None:
-        """The outcome of one notice, and whether the connection is unusable after it.
+    ) -> _Sent:
+        """Send the notice at `index`, and on a server that offers PIPELINING the batch's next
+        ones behind it (`_send_chain`): what became of them, and of the connection.
 
-        None when `reused` and the relay turns out to have closed the connection before it
-        accepted MAIL FROM: the notice was not tried, and goes on a new connection.
+        When `reused` and the relay turns out to have closed the connection before it accepted
+        MAIL FROM, the notice was not tried and comes back as `again`.
         """
         notice = batch.notices[index]
         did = notice.delivery_id
         try:
             envelope = self._envelope(conn, batch, notice)
         except ValueError as exc:
-            return SendOutcome(did, ok=False, permanent=True, error=str(exc)), False
+            return _Sent([(index, SendOutcome(did, ok=False, permanent=True, error=str(exc)))])
         if conn.supports_extension("pipelining"):
-            return await self._send_pipelined(conn, did, envelope, reused=reused)
+            return await self._send_chain(conn, batch, index, envelope, reused=reused)
         try:
             await conn.mail(
                 self._envelope_from, options=envelope.options, encoding=envelope.encoding
@@ -292,14 +322,14 @@ class SmtpSender(MailSender):
             )
             if reused and closed:
                 self._log_closed(did)
-                return None
-            return await self._failed(conn, did, exc)
+                return _Sent(again=index, broken=True)
+            return await self._settle(conn, index, did, exc)
         try:
             await conn.rcpt(envelope.to, encoding=envelope.encoding)
             await conn.data(envelope.message)
         except Exception as exc:
-            return await self._failed(conn, did, exc)
-        return SendOutcome(did, ok=True), False
+            return await self._settle(conn, index, did, exc)
+        return _Sent([(index, SendOutcome(did, ok=True))])
 
     def _envelope(self, conn: aiosmtplib.SMTP, batch: _Batch, notice: Notice) -> _Envelope:
         """The recipient, message and MAIL FROM options of `notice` for what `conn` offers.
@@ -326,60 +356,135 @@ class SmtpSender(MailSender):
                 options.append("BODY=8BITMIME")
         return _Envelope(to, message, options, "utf-8" if utf8 else "ascii")
 
-    async def _send_pipelined(
-        self, conn: aiosmtplib.SMTP, did: str, envelope: _Envelope, *, reused: bool
-    ) -> tuple[SendOutcome, bool] | None:
+    def _group(self, envelope: _Envelope) -> bytes:
+        """MAIL FROM, RCPT TO and DATA for `envelope`, as one pipelined group.
+
+        Raises ValueError when an address cannot sit on a command line."""
+        return (
+            envelope_command(
+                b"MAIL FROM:", self._envelope_from, envelope.options, envelope.encoding
+            )
+            + envelope_command(b"RCPT TO:", envelope.to, (), envelope.encoding)
+            + b"DATA\r\n"
+        )
+
+    def _next(self, conn: aiosmtplib.SMTP, batch: _Batch, sent: _Sent) -> _Chained | None:
+        """The batch's next notice with its command group, ready to follow a message on `conn`;
+        None when the batch has none left. A notice that cannot go to this server at all is
+        settled in `sent` (refused for good) on the way."""
+        while batch.pending:
+            index = batch.pending.popleft()
+            notice = batch.notices[index]
+            try:
+                envelope = self._envelope(conn, batch, notice)
+                group = self._group(envelope)
+            except ValueError as exc:
+                refused = SendOutcome(notice.delivery_id, ok=False, permanent=True, error=str(exc))
+                sent.outcomes.append((index, refused))
+                continue
+            return _Chained(index, envelope, group)
+        return None
+
+    async def _send_chain(
+        self, conn: aiosmtplib.SMTP, batch: _Batch, index: int, envelope: _Envelope, *, reused: bool
+    ) -> _Sent:
         """`_send_one` on a server that offers PIPELINING: MAIL FROM, RCPT TO and DATA in one
-        write, their three replies read in order, then the message and its reply.
+        write, their three replies read in order, then the message, with the next notice's
+        group in the same write, and so on while the batch has notices and the connection
+        stays clear.
 
         The outcomes are those of the one-command-at-a-time exchange: the first refusal among
         the replies belongs to the notice (5xx permanent, else transient) and the envelope is
         reset; a timeout, a dropped connection, a 421 or a state that is not clear ends the
-        connection.
+        connection. A refused message ends only its own transaction, so the notice written
+        behind it goes on; a notice whose connection ended before its MAIL FROM was answered
+        was not tried and comes back as `again`.
         """
+        sent = _Sent()
+        did = batch.notices[index].delivery_id
         try:
-            group = (
-                envelope_command(
-                    b"MAIL FROM:", self._envelope_from, envelope.options, envelope.encoding
-                )
-                + envelope_command(b"RCPT TO:", envelope.to, (), envelope.encoding)
-                + b"DATA\r\n"
-            )
+            group: bytes | None = self._group(envelope)
         except ValueError as exc:  # nothing was written
-            return SendOutcome(did, ok=False, permanent=True, error=str(exc)), False
+            refused = SendOutcome(did, ok=False, permanent=True, error=str(exc))
+            return _Sent([(index, refused)])
+        failure: Exception | None = None  # settled once the connection is aiosmtplib's again
         pipe = Pipeline(conn)
         try:
-            result = await self._transact(conn, pipe, group, envelope.message, reused=reused)
+            while True:
+                result, chained = await self._transact(
+                    conn, pipe, group, envelope.message, reused=reused,
+                    chain=lambda: self._next(conn, batch, sent),
+                )  # fmt: skip
+                if result is True:
+                    sent.outcomes.append((index, SendOutcome(did, ok=True)))
+                elif result is None:
+                    self._log_closed(did)
+                    conn.close()
+                    sent.again, sent.broken = index, True
+                    break
+                elif chained is None:
+                    failure = (
+                        SMTPResponseException(*result)
+                        if isinstance(result, SMTPResponse)
+                        else result
+                    )
+                    if not isinstance(result, SMTPResponse):
+                        conn.close()
+                    break
+                else:  # the message was refused or lost with the next notice already written
+                    error: Exception
+                    if isinstance(result, SMTPResponse):
+                        error = SMTPResponseException(*result)
+                        permanent = is_permanent(result.code)
+                    else:
+                        error, permanent = result, False
+                    failed = SendOutcome(did, ok=False, permanent=permanent, error=describe(error))
+                    sent.outcomes.append((index, failed))
+                    if not conn.is_connected or not isinstance(result, SMTPResponse):
+                        conn.close()
+                        sent.again, sent.broken = chained.index, True
+                        break
+                if chained is None:
+                    break
+                index, envelope, group = chained.index, chained.envelope, None
+                did = batch.notices[index].delivery_id
+                reused = True  # written behind a message: not tried if closed before MAIL FROM
         finally:
             if not pipe.detach():  # replies nobody asked for: the session state is unknown
                 conn.close()
-        if result is None:
-            self._log_closed(did)
-            conn.close()
-            return None
-        if result is True:
-            return SendOutcome(did, ok=True), False
-        if isinstance(result, SMTPResponse):
-            return await self._failed(conn, did, SMTPResponseException(*result))
-        conn.close()
-        return await self._failed(conn, did, result)
+        if failure is not None:
+            settled = await self._settle(conn, index, did, failure)
+            sent.outcomes += settled.outcomes
+            sent.broken = settled.broken
+        sent.broken = sent.broken or not conn.is_connected
+        return sent
 
     async def _transact(
-        self, conn: aiosmtplib.SMTP, pipe: Pipeline, group: bytes, message: bytes, *, reused: bool
-    ) -> Literal[True] | SMTPResponse | Exception | None:
-        """One pipelined transaction: True when the message was accepted, the first
+        self,
+        conn: aiosmtplib.SMTP,
+        pipe: Pipeline,
+        group: bytes | None,
+        message: bytes,
+        *,
+        reused: bool,
+        chain: Callable[[], _Chained | None],
+    ) -> tuple[Literal[True] | SMTPResponse | Exception | None, _Chained | None]:
+        """One pipelined transaction, its `group` written first unless it already went behind
+        the message before it. The first part is True when the message was accepted, the first
         refusal (after which the connection is closed if its state is not clear, else it awaits
         RSET), the exception that ended the exchange, or None when `reused` and the connection
-        was closed before MAIL FROM was accepted."""
+        was closed before MAIL FROM was accepted. The second is the next notice `chain` gave,
+        whose group went with this message (only once the message is written)."""
         timeout = self.settings.timeout
         try:
-            pipe.write(group)
+            if group is not None:
+                pipe.write(group)
             mail = await pipe.reply(timeout)
         except Exception as exc:
-            return None if reused and isinstance(exc, ConnectionError) else exc
+            return (None if reused and isinstance(exc, ConnectionError) else exc), None
         if mail.code == CLOSING:
             conn.close()
-            return None if reused else mail
+            return (None if reused else mail), None
         refusal = None if mail.code == OK else mail
         try:
             rcpt = await pipe.reply(timeout)
@@ -387,13 +492,13 @@ class SmtpSender(MailSender):
                 refusal = rcpt
             if rcpt.code == CLOSING:
                 conn.close()
-                return refusal
+                return refusal, None
             data = await pipe.reply(timeout)
         except Exception as exc:
             if refusal is None:
-                return exc
+                return exc, None
             conn.close()  # the refusal is the notice's; the connection is gone or unclear
-            return refusal
+            return refusal, None
         if refusal is None and data.code != START_INPUT:
             refusal = data
         if refusal is not None:
@@ -402,17 +507,18 @@ class SmtpSender(MailSender):
                 # no recipient to take it). Closing abandons that transaction, and no lone "."
                 # can make an empty message of it.
                 conn.close()
-            return refusal
+            return refusal, None
+        chained = chain()
         try:
-            pipe.write(data_block(message))
+            pipe.write(data_block(message) + (chained.group if chained else b""))
             end = await pipe.reply(timeout)
         except Exception as exc:
-            return exc
+            return exc, chained
         if end.code != OK:
             if end.code == CLOSING:
                 conn.close()
-            return end
-        return True
+            return end, chained
+        return True, chained
 
     def _log_closed(self, did: str) -> None:
         log.debug(
@@ -420,9 +526,7 @@ class SmtpSender(MailSender):
             extra={"delivery_id": did, "smtp_server": self._where()},
         )
 
-    async def _failed(
-        self, conn: aiosmtplib.SMTP, did: str, exc: Exception
-    ) -> tuple[SendOutcome, bool]:
+    async def _settle(self, conn: aiosmtplib.SMTP, index: int, did: str, exc: Exception) -> _Sent:
         """What a failed transaction means for its notice and its connection.
 
         A reply belongs to this notice (5xx permanent, else transient) and the envelope is reset
@@ -434,13 +538,14 @@ class SmtpSender(MailSender):
             outcome = SendOutcome(
                 did, ok=False, permanent=is_permanent(exc.code), error=describe(exc)
             )
-            return outcome, not conn.is_connected
+            return _Sent([(index, outcome)], broken=not conn.is_connected)
         if isinstance(exc, ValueError):  # an address aiosmtplib will not put in a command
             await self._reset(conn)
-            return SendOutcome(did, ok=False, permanent=True, error=str(exc)), not conn.is_connected
+            outcome = SendOutcome(did, ok=False, permanent=True, error=str(exc))
+            return _Sent([(index, outcome)], broken=not conn.is_connected)
         if not isinstance(exc, (SMTPException, OSError)):
             log.error("unexpected error sending mail", exc_info=exc, extra={"delivery_id": did})
-        return SendOutcome(did, ok=False, error=describe(exc)), True
+        return _Sent([(index, SendOutcome(did, ok=False, error=describe(exc)))], broken=True)
 
     async def _reset(self, conn: aiosmtplib.SMTP) -> None:
         """RSET after a refusal, so the next notice starts a clean envelope on this connection."""

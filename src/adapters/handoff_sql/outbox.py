@@ -47,20 +47,13 @@ _ADD_DELIVERIES = sa.insert(deliveries)
 _PUSH = sa.literal_column(f"deliveries.{PUSH_CHANNEL}", sa.Boolean)
 _ADD_EVENTS = sa.insert(timeline).returning(timeline.c.id, sort_by_parameter_order=True)
 _ADD_STREAM_EVENTS = sa.insert(stream_events)
-_HELD = (
-    sa.select(deliveries.c.id)
-    .where(
-        deliveries.c.account_id == sa.bindparam("account_id"),
-        deliveries.c.id.in_(sa.bindparam("ids", expanding=True)),
-        deliveries.c.leased_by == sa.bindparam("token"),
-    )
-    .with_for_update()
-)
+# The outcome of a group of rows still leased by `token`: which ones were is what it returns.
 _RECORD = (
     sa.update(deliveries)
     .where(
         deliveries.c.account_id == sa.bindparam("b_account_id"),
-        deliveries.c.id == sa.bindparam("b_id"),
+        deliveries.c.id.in_(sa.bindparam("b_ids", expanding=True)),
+        deliveries.c.leased_by == sa.bindparam("b_token"),
     )
     .values(
         {
@@ -69,6 +62,7 @@ _RECORD = (
             "leased_until": None,
         }
     )
+    .returning(deliveries.c.id)
 )
 
 _CANCEL = (
@@ -204,30 +198,27 @@ class SqlDeliveries(SqlRepository, Deliveries):
         return result.first() is not None
 
     async def record_many(self, batch: Sequence[Delivery]) -> set[str]:
-        """Two statements for a whole batch: lock the rows still leased by their holder, then one
-        executemany of the outcomes for those."""
-        if not batch:
-            return set()
-        held: set[str] = set()
-        groups: dict[tuple[str, str | None], list[str]] = {}
+        """One UPDATE … RETURNING per distinct outcome, for the rows still leased by their
+        holder (a batch sent at once is one group: same status, time and attempt); the ids it
+        returns are the rows recorded."""
+        groups: dict[tuple[Any, ...], list[str]] = {}
         for d in batch:
-            groups.setdefault((d.account_id, d.leased_by), []).append(d.id)
-        for (account_id, token), ids in groups.items():
-            if token is None:
+            if d.leased_by is None:
                 continue
-            params = {"account_id": account_id, "ids": ids, "token": token}
-            held.update((await self._uow.execute(_HELD, params, doing="check leases")).scalars())
-        mine = [d for d in batch if d.id in held]
-        if mine:
-            outcomes = [
-                {
-                    "b_account_id": d.account_id,
-                    "b_id": d.id,
-                    **{f"b_{k}": v for k, v in rows.delivery_outcome(d).items()},
-                }
-                for d in mine
-            ]
-            await self._uow.execute(_RECORD, outcomes, doing="record deliveries")
+            outcome = rows.delivery_outcome(d)
+            key = (d.account_id, d.leased_by, *(outcome[name] for name in OUTCOME_COLUMNS))
+            groups.setdefault(key, []).append(d.id)
+        held: set[str] = set()
+        for (account_id, token, *values), ids in groups.items():
+            params = {
+                "b_account_id": account_id,
+                "b_ids": ids,
+                "b_token": token,
+                **{f"b_{name}": v for name, v in zip(OUTCOME_COLUMNS, values, strict=True)},
+            }
+            held.update(
+                (await self._uow.execute(_RECORD, params, doing="record deliveries")).scalars()
+            )
         return held
 
     async def mark_seen(
