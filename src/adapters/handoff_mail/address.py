@@ -9,11 +9,14 @@ as it is to a server that offers SMTPUTF8; to one that does not, a non-ASCII dom
 
 from __future__ import annotations
 
+import re
+
 from email_validator import EmailNotValidError, validate_email
 
 from handoff_core.errors import ValidationError
 
 _SPECIALS = '<>,;:"()[]\\'  # RFC 5322 specials; ':' would make a route or a group
+_SPACE_OR_SPECIAL = re.compile(rf"[\s{re.escape(_SPECIALS)}]")
 
 
 def check_address(address: str) -> str:
@@ -52,9 +55,9 @@ def plain_address(address: str) -> str:
     quotes, or not exactly one `@`: anything that could smuggle a second header, recipient or
     command, or be read as another address.
     """
-    if not address or any(not ch.isprintable() for ch in address):
+    if not address or not address.isprintable():
         raise ValueError(f"address {address!r} cannot be put in a message header")
-    if any(ch.isspace() or ch in _SPECIALS for ch in address) or address.count("@") != 1:
+    if _SPACE_OR_SPECIAL.search(address) or address.count("@") != 1:
         raise ValueError(f"address {address!r} is not a single plain address")
     local, _, domain = address.partition("@")
     if not local or not domain:

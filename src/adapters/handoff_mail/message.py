@@ -50,8 +50,9 @@ def date_header() -> str:
 
 def one_line(text: str) -> str:
     """Collapse every kind of line break and control character into single spaces."""
-    cleaned = "".join(ch if ch.isprintable() or ch == " " else " " for ch in text)
-    return " ".join(cleaned.split())
+    if not text.isprintable():  # most text is: then only runs of spaces are left to collapse
+        text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return " ".join(text.split())
 
 
 def encode_header(name: str, value: str, linesep: str) -> str:

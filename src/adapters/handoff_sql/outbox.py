@@ -288,14 +288,15 @@ class SqlTimeline(SqlRepository, Timeline):
         return evolve(event, id=int(new_id), data=rows.copied(event.data))
 
     async def add_many(self, events: Sequence[TimelineEvent]) -> list[TimelineEvent]:
-        """One INSERT for the batch, its ids returned in the order of the events."""
+        """One INSERT for the batch, its ids returned in the order of the events (each with
+        the data it was given: the caller built it for this call, so it is not copied)."""
         if not events:
             return []
         result = await self._uow.execute(
             _ADD_EVENTS, [rows.event_values(e) for e in events], doing="add timeline events"
         )
         ids = [int(i) for i in result.scalars()]
-        return [evolve(e, id=i, data=rows.copied(e.data)) for e, i in zip(events, ids, strict=True)]
+        return [evolve(e, id=i) for e, i in zip(events, ids, strict=True)]
 
     async def _events(self, query: sa.Select[Any]) -> list[TimelineEvent]:
         return [rows.event_of(r) for r in (await self._uow.execute(query)).mappings()]
