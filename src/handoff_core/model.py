@@ -843,7 +843,8 @@ class Delivery:
         self.confirm_by = now + timedelta(seconds=confirm_seconds) if confirm_seconds else None
 
     def mark_cancelled(self, reason: str) -> None:
-        """Not attempted and never will be: cancelled with the reason why."""
+        """Not sent and never will be (not attempted, or an attempt that failed after its
+        escalation closed): cancelled with the reason why."""
         self.status = DeliveryStatus.CANCELLED
         self.last_error = reason
         self.leased_until = None

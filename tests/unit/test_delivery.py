@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import timedelta
 
 from tests.unit.stage import (
@@ -21,11 +21,14 @@ from tests.unit.stage import (
 from handoff_core import (
     Channel,
     DeliveryService,
+    DeliverySettings,
     DeliveryStatus,
     EscalationPolicy,
     EventType,
+    Notice,
     NoticeKind,
     Role,
+    SendOutcome,
 )
 
 BOB = address_of(ACME, "bob")
@@ -316,6 +319,34 @@ async def test_a_deferred_address_is_retried_with_backoff_then_dead() -> None:
     assert BOB not in stage.mail.sent
     dead = [e for e in await stage.timeline(session.id) if e.type is EventType.DELIVERY_DEAD]
     assert [e.data["recipient_id"] for e in dead] == ["bob"]
+
+
+async def test_an_attempt_that_fails_after_the_escalation_was_claimed_is_cancelled() -> None:
+    """A senior claims while the relay is still answering bob's message with a 4xx: bob's last
+    attempt would make his delivery dead (an alarm about a notice nobody needs); it is
+    cancelled instead, with the reason, and nothing retries it."""
+    retry = instant_retry(attempts=1)
+    stage = build_stage(retry=retry)
+    await seed_team(stage)
+    session, handoff = await stage.escalated()
+    mail = stage.mail
+
+    class ClaimedMeanwhile:
+        async def send(self, notices: Sequence[Notice]) -> list[SendOutcome]:
+            await stage.handoffs.claim(ACME, "carol", handoff.id)
+            mail.defer.add(BOB)
+            return await mail.send(notices)
+
+    worker = DeliveryService(
+        stage.db, stage.clock, ClaimedMeanwhile(), settings=DeliverySettings(retry=retry)
+    )
+    await worker.dispatch(ACME, handoff.id)
+
+    [bob] = [d for d in await stage.deliveries(handoff.id) if d.recipient_id == "bob"]
+    assert (bob.status, bob.attempts) == (DeliveryStatus.CANCELLED, 1)
+    assert bob.last_error == "the escalation was claimed before this was sent"
+    types = {e.type for e in await stage.timeline(session.id)}
+    assert EventType.DELIVERY_DEAD not in types and EventType.DELIVERY_FAILED not in types
 
 
 async def test_a_retried_message_keeps_its_message_id() -> None:

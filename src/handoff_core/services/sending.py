@@ -38,6 +38,7 @@ from handoff_core.ports import (
     MailSender,
     Presence,
     SendOutcome,
+    UnitOfWork,
     UnitOfWorkFactory,
     WebhookSender,
 )
@@ -361,6 +362,7 @@ class Sender:
     ) -> Delivered:
         at = self._clock.now()
         async with self._uow() as uow:
+            await self._closed_meanwhile(uow, leased)
             recorded = await uow.deliveries.record_many(leased)
             lost = [d.id for d in leased if d.id not in recorded]
             if lost:
@@ -401,6 +403,29 @@ class Sender:
         return Delivered(
             sent=sum(1 for d in leased if d.status is DeliveryStatus.SENT), added=len(kept)
         )
+
+    async def _closed_meanwhile(self, uow: UnitOfWork, leased: Sequence[Delivery]) -> None:
+        """Cancel the failed attempts to tell of an escalation that closed while they were on
+        their way: a retry would be cancelled anyway, and a dead notice would raise an alarm
+        about one nobody needs any more. Read only when an attempt failed for now."""
+        failed = [
+            d
+            for d in leased
+            if d.kind is not NoticeKind.CLOSURE
+            and d.last_error is not None
+            and d.status in (DeliveryStatus.PENDING, DeliveryStatus.DEAD)
+        ]
+        statuses: dict[tuple[str, str], HandoffStatus | None] = {}
+        for d in failed:
+            key = (d.account_id, d.handoff_id)
+            if key not in statuses:
+                handoff = await uow.handoffs.get(*key)
+                statuses[key] = handoff.status if handoff is not None else None
+            status = statuses[key]
+            if status is None:
+                d.mark_cancelled(GONE)
+            elif status is not HandoffStatus.OPEN:
+                d.mark_cancelled(CLOSED.format(status=status.value))
 
     async def release(self) -> int:
         """Give back every lease this sender holds and has not recorded yet."""
