@@ -249,6 +249,7 @@ async def run_storm(
     dump of the messages it accepted (JSON lines, bench.sink; about 13 MB for 8,000 emails),
     which stays in the workdir when asked to or when the count found anything amiss."""
     storm = Storm(label)
+    await ctx.databases.vacuum()  # as autovacuum would have since the last storm
     await ctx.sink.reset(keep=True)
     pushes: list[tuple[str, str, float]] = []
     wait = target.notice_seconds
