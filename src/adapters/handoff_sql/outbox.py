@@ -42,7 +42,9 @@ from handoff_sql.tables import (
 CANCELLED_REASON = "the escalation was closed"
 OUTCOME_COLUMNS = ("status", "attempts", "last_error", "sent_at", "next_attempt_at", "confirm_by")
 
-_ADD_DELIVERIES = sa.insert(deliveries)
+# RETURNING makes SQLAlchemy send a batch as one multi-row INSERT ("insertmanyvalues"), where a
+# plain executemany runs the INSERT once per row on the server.
+_ADD_DELIVERIES = sa.insert(deliveries).returning(deliveries.c.id)
 # A constant, not a bound parameter, so that the partial indexes apply.
 _PUSH = sa.literal_column(f"deliveries.{PUSH_CHANNEL}", sa.Boolean)
 _ADD_EVENTS = sa.insert(timeline).returning(timeline.c.id, sort_by_parameter_order=True)
@@ -130,7 +132,7 @@ def _bump_head(dialect: str) -> Any:
 
 class SqlDeliveries(SqlRepository, Deliveries):
     async def add_many(self, batch: Sequence[Delivery]) -> None:
-        """One executemany of one INSERT: the driver sends the rows together."""
+        """One INSERT of every row (see _ADD_DELIVERIES)."""
         if not batch:
             return
         await self._uow.execute(
