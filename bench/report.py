@@ -138,7 +138,8 @@ def markdown(
     out = [
         "# Benchmarks",
         "",
-        "SPEC §9. Throughput figures are ratios against a limit measured in the same run on the",
+        "The benchmarks of SPEC §9 (the product specification, kept outside this repository).",
+        "Throughput figures are ratios against a limit measured in the same run on the",
         "same machine (pgbench running the adapter's own SQL, raw aiosmtplib sending the same",
         "messages, the policy's own smallest size); latency and memory targets are budgets. The",
         "absolute times are context only: the machine is small and shared, and they move from run",

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.support.cli import add_member, handoff, one_line
+from tests.support.databases import fresh_database
 from tests.support.net import free_port
 from tests.support.process import serving_process
 
@@ -195,6 +196,83 @@ def test_an_account_id_follows_the_same_rule(tmp_path: Path) -> None:
     assert (
         one_line(done, 2) == "handoff: --account: must not contain '/' (ids are URL path segments)"
     )
+
+
+UNDECODABLE = "\udcff"  # what Python makes of the byte 0xff in argv (and gives back on exec)
+NOT_UNICODE, EMPTY = "must be valid Unicode (no surrogates)", "must not be empty"
+
+
+@pytest.fixture(scope="module")
+def acme(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A migrated SQLite database with one member, eve of acme: the commands below change nothing
+    in it."""
+    folder = tmp_path_factory.mktemp("acme")
+    env = sqlite(folder)
+    added = add_member(
+        "acme", "eve", email="eve@a.test", name="Eve", role="owner", cwd=folder, env=env
+    )
+    assert added.returncode == 0, added.stderr
+    return folder, env
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["members", "list", "--account", UNDECODABLE], f"--account: {NOT_UNICODE}"),
+        (["members", "list", "--account", ""], f"--account: {EMPTY}"),
+        (["members", "remove", "--account", UNDECODABLE, "--id", "eve"],
+         f"--account: {NOT_UNICODE}"),
+        (["members", "remove", "--account", "acme", "--id", UNDECODABLE], f"--id: {NOT_UNICODE}"),
+        (["members", "remove", "--account", "acme", "--id", ""], f"--id: {EMPTY}"),
+        (["members", "add", "--account", UNDECODABLE, "--id", "x", "--email", "x@a.test",
+          "--name", "X", "--role", "owner"], f"--account: {NOT_UNICODE}"),
+        (["token", "--account", "acme", "--member", UNDECODABLE], f"--member: {NOT_UNICODE}"),
+        (["token", "--account", UNDECODABLE, "--member", "eve"], f"--account: {NOT_UNICODE}"),
+        (["token", "--account", "acme", "--member", ""], f"--member: {EMPTY}"),
+        (["login-link", "--account", "acme", "--member", UNDECODABLE], f"--member: {NOT_UNICODE}"),
+        (["login-link", "--account", "", "--member", "eve"], f"--account: {EMPTY}"),
+        (["members", "list", "--account", "acme/eu"],
+         "--account: must not contain '/' (ids are URL path segments)"),
+    ],
+    ids=[
+        "list-undecodable-account",
+        "list-empty-account",
+        "remove-undecodable-account",
+        "remove-undecodable-id",
+        "remove-empty-id",
+        "add-undecodable-account",
+        "token-undecodable-member",
+        "token-undecodable-account",
+        "token-empty-member",
+        "login-link-undecodable-member",
+        "login-link-empty-account",
+        "list-slash-account",
+    ],
+)  # fmt: skip
+def test_every_account_and_member_option_holds_to_the_id_rule(
+    acme: tuple[Path, dict[str, str]], args: list[str], says: str
+) -> None:
+    """`members add` always refused such ids as a usage mistake; every other command that takes
+    an account or member id does the same, before it asks the store anything."""
+    folder, env = acme
+    done = handoff(*args, cwd=folder, env=env)
+    assert one_line(done, 2) == f"handoff: {says}"
+    assert done.stdout == ""
+    listed = handoff("members", "list", "--account", "acme", cwd=folder, env=env)
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == ["eve"]
+
+
+async def test_undecodable_ids_on_postgresql_are_the_same_usage_mistake(tmp_path: Path) -> None:
+    """On PostgreSQL such an id used to reach asyncpg and come back as a raw SQL error."""
+    async with fresh_database("handoff_cli_ids") as url:
+        env = {**sqlite(tmp_path), "HANDOFF_DATABASE_URL": url}
+        assert handoff("db", "upgrade", cwd=tmp_path, env=env).returncode == 0
+        listed = handoff("members", "list", "--account", UNDECODABLE, cwd=tmp_path, env=env)
+        assert one_line(listed, 2) == f"handoff: --account: {NOT_UNICODE}"
+        minted = handoff(
+            "token", "--account", "acme", "--member", UNDECODABLE, cwd=tmp_path, env=env
+        )
+        assert one_line(minted, 2) == f"handoff: --member: {NOT_UNICODE}"
 
 
 def test_a_usage_mistake_is_one_line_too(tmp_path: Path) -> None:

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
 import pytest
 from fastapi import FastAPI
-from tests.e2e.people import API, SECRET, bearer
+from jwt.utils import base64url_decode
+from tests.e2e.conftest import make_settings
+from tests.e2e.people import API, SECRET, bearer, seed
+from tests.support.databases import fresh_database
 
+from handoff_app.container import build_services
 from handoff_app.http import create_app, mint_token, read_token
 from handoff_app.settings import Settings, SettingsError
+from handoff_sql import upgrade
 
 
 def _raw(claims: dict[str, object], secret: str = SECRET, alg: str = "HS256") -> dict[str, str]:
@@ -205,3 +211,76 @@ async def test_a_member_removed_after_their_token_was_made_cannot_claim(
     assert (refused.status_code, refused.json()["error"]) == (401, "unauthorized")
     assert (await client.get(handoff, headers=adam)).json()["status"] == "open"
     assert (await client.post(f"{handoff}/claim", headers=adam)).json()["claimed_by"] == "adam"
+
+
+# A lone surrogate is what a JSON escape such as "\ud800" decodes to: no store can look it up
+# (asyncpg and aiosqlite both refuse to encode it), so it is as bad a claim as a NUL.
+SURROGATE_CLAIMS = [
+    {"sub": "\ud800", "account_id": "acme"},
+    {"sub": "olga", "account_id": "\udcff"},
+    {"sub": "ol\udfffga", "account_id": "acme"},
+]
+SURROGATE_IDS = ["sub", "account_id", "sub-inside"]
+
+
+def _surrogate_token(claims: dict[str, str]) -> str:
+    token = jwt.encode({**claims, "exp": _later()}, SECRET, algorithm="HS256")
+    assert b"\\ud" in base64url_decode(token.split(".")[1])  # a JSON escape, as a client sends
+    return token
+
+
+def _assert_bad_claims(r: httpx.Response) -> None:
+    assert r.status_code == 401, r.text
+    assert r.json() == {
+        "error": "unauthorized",
+        "detail": "the token's account_id and sub must be account and member ids",
+    }
+    assert r.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize("claims", SURROGATE_CLAIMS, ids=SURROGATE_IDS)
+async def test_a_signed_token_with_a_lone_surrogate_id_is_401(
+    client: httpx.AsyncClient, claims: dict[str, str]
+) -> None:
+    headers = {"Authorization": f"Bearer {_surrogate_token(claims)}"}
+    _assert_bad_claims(await client.get(f"{API}/escalations", headers=headers))
+    _assert_bad_claims(await client.get(f"{API}/members", headers=headers))
+
+
+@pytest.mark.parametrize("claims", SURROGATE_CLAIMS, ids=SURROGATE_IDS)
+async def test_a_stream_query_token_with_a_lone_surrogate_id_is_401_and_keeps_the_connection(
+    base_url: str, settings: Settings, claims: dict[str, str]
+) -> None:
+    """Over a real socket: the 401 is an answer, so the keep-alive connection goes on serving."""
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        refused = await client.get(
+            f"{API}/escalations/stream", params={"access_token": _surrogate_token(claims)}
+        )
+        _assert_bad_claims(refused)
+        headers = {"Authorization": f"Bearer {_surrogate_token(claims)}"}
+        _assert_bad_claims(await client.get(f"{API}/escalations", headers=headers))
+        after = await client.get(f"{API}/members", headers=bearer(settings, "acme", "olga"))
+    assert after.status_code == 200
+
+
+async def test_on_postgresql_a_lone_surrogate_id_is_401(tmp_path: Path) -> None:
+    async with fresh_database("handoff_e2e_auth") as url:
+        await upgrade(url)
+        settings = make_settings(tmp_path, database_url=url, push="pg")
+        services = await build_services(settings)
+        try:
+            await seed(services)
+            transport = httpx.ASGITransport(app=create_app(settings, services))
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                for claims in SURROGATE_CLAIMS:
+                    token = _surrogate_token(claims)
+                    headers = {"Authorization": f"Bearer {token}"}
+                    _assert_bad_claims(await client.get(f"{API}/escalations", headers=headers))
+                    stream = await client.get(
+                        f"{API}/escalations/stream", params={"access_token": token}
+                    )
+                    _assert_bad_claims(stream)
+                good = await client.get(f"{API}/members", headers=bearer(settings, "acme", "olga"))
+        finally:
+            await services.close()
+    assert good.status_code == 200

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+import pytest
 
 from handoff_core.notice import Notice, NoticeBody
 from handoff_mail import SmtpSender, SmtpSettings
@@ -276,3 +279,48 @@ async def test_a_new_connection_closed_at_mail_from_is_a_transient_failure_not_a
     assert all(o.error for o in outcomes)
     assert sink.accepted == []
     assert sink.connections == 2  # one try per pooled connection, as for a server that hangs
+
+
+def _shown(record: logging.LogRecord) -> str:
+    """The line an operator reads with the default log format, which shows no `extra`."""
+    return logging.Formatter("%(levelname)s %(name)s %(message)s").format(record)
+
+
+async def test_a_failed_connect_is_logged_naming_the_server_and_the_error(
+    make_sender: MakeSender,
+    make_notice: MakeNotice,
+    unused_port: int,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sender = make_sender(unused_port, "?timeout=5&pool=1")
+
+    with caplog.at_level(logging.WARNING, logger="handoff.mail"):
+        async with asyncio.timeout(20):
+            (outcome,) = await sender.send([make_notice(0)])
+
+    (record,) = [r for r in caplog.records if r.name == "handoff.mail"]
+    assert outcome.error is not None
+    error = outcome.error.removeprefix(f"could not connect to 127.0.0.1:{unused_port}: ")
+    assert error != outcome.error and error  # the short error the delivery keeps
+    assert _shown(record) == (
+        f"WARNING handoff.mail smtp connect to 127.0.0.1:{unused_port} failed: {error}"
+    )
+    assert (record.smtp_server, record.error) == (f"127.0.0.1:{unused_port}", error)
+
+
+async def test_a_server_that_never_greets_is_logged_as_timed_out(
+    silent_server: SilentServer,
+    make_sender: MakeSender,
+    make_notice: MakeNotice,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sender = make_sender(silent_server.port, "?timeout=0.5&pool=1")
+
+    with caplog.at_level(logging.WARNING, logger="handoff.mail"):
+        async with asyncio.timeout(20):
+            await sender.send([make_notice(0)])
+
+    (record,) = [r for r in caplog.records if r.name == "handoff.mail"]
+    assert record.getMessage().startswith(
+        f"smtp connect to 127.0.0.1:{silent_server.port} failed: timed out"
+    )

@@ -240,7 +240,9 @@ class SmtpSender(MailSender):
         except Exception as exc:
             batch.connect_error = f"could not connect to {self._where()}: {describe(exc)}"
             log.warning(
-                "smtp connect failed",
+                "smtp connect to %s failed: %s",
+                self._where(),
+                describe(exc),
                 extra={"smtp_server": self._where(), "error": describe(exc)},
             )
             return None
@@ -544,7 +546,14 @@ class SmtpSender(MailSender):
             outcome = SendOutcome(did, ok=False, permanent=True, error=str(exc))
             return _Sent([(index, outcome)], broken=not conn.is_connected)
         if not isinstance(exc, (SMTPException, OSError)):
-            log.error("unexpected error sending mail", exc_info=exc, extra={"delivery_id": did})
+            log.error(
+                "unexpected error sending mail for delivery %s via %s: %s",
+                did,
+                self._where(),
+                describe(exc),
+                exc_info=exc,
+                extra={"delivery_id": did, "smtp_server": self._where()},
+            )
         return _Sent([(index, SendOutcome(did, ok=False, error=describe(exc)))], broken=True)
 
     async def _reset(self, conn: aiosmtplib.SMTP) -> None:

@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 from handoff_app.settings import Settings, SettingsError
 from handoff_core.errors import HandoffError, ValidationError
+from handoff_core.model import check_id
 
 Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 log = logging.getLogger("handoff.serve")
@@ -332,6 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
+        _check_ids(args)
         settings = Settings.from_env() if args.command != "demo" else Settings()
         if args.command == "serve" and args.workers > 1:
             return _serve_many(args, settings)
@@ -352,6 +354,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug: still one line (the traceback goes to the debug log)
         logging.getLogger("handoff").debug("unexpected error", exc_info=True)
         return _fail(f"unexpected error ({type(exc).__name__}): {exc}", 1)
+
+
+# The options that name an account or a member, in every command that has them.
+ID_OPTIONS = ("account", "id", "member")
+
+
+def _check_ids(args: argparse.Namespace) -> None:
+    """Hold every id given on the command line to `check_id` before anything opens the store, as
+    `members add` always did: an empty id, or bytes that are not UTF-8 (which arrive as lone
+    surrogates), is a usage mistake (exit 2) and never reaches a query.
+
+    Raises `ValidationError` naming the option (`account`, `id` or `member`)."""
+    for name in ID_OPTIONS:
+        value = getattr(args, name, None)
+        if value is not None:
+            check_id(name, value)
 
 
 def _option(args: argparse.Namespace, field: str) -> str:

@@ -76,7 +76,10 @@ async def announce(
     try:
         await announcer.committed(events, stream)
     except Exception:
-        log.exception("announcer failed", extra={"events": [e.type.value for e in events]})
+        told = ", ".join([e.type.value for e in events] + [e.type.value for e in stream])
+        log.exception(
+            "announcer failed for %s", told, extra={"events": [e.type.value for e in events]}
+        )
 
 
 async def append_stream(

@@ -79,10 +79,19 @@ class DeliveryService:
             if handoff is None or handoff.intent is Intent.PARK:
                 return 0
         except StorageUnavailable as down:
-            log.warning("dispatch failed: %s", down.detail, extra={"handoff_id": handoff_id})
+            log.warning(
+                "dispatch of handoff %s failed: %s",
+                handoff_id,
+                down.detail,
+                extra={"handoff_id": handoff_id},
+            )
             return 0
         except Exception:
-            log.exception("dispatch failed", extra={"handoff_id": handoff_id})
+            log.exception(
+                "dispatch of handoff %s failed",
+                handoff_id,
+                extra={"handoff_id": handoff_id},
+            )
             return 0
 
         async def lane() -> int:
@@ -97,9 +106,20 @@ class DeliveryService:
                     if len(leased) < limit and not delivered.added:
                         break  # it took all that was due, and sending made nothing new
             except StorageUnavailable as down:
-                log.warning("dispatch failed: %s", down.detail, extra={"handoff_id": handoff_id})
+                log.warning(
+                    "dispatch of handoff %s failed after %d sent: %s",
+                    handoff_id,
+                    done,
+                    down.detail,
+                    extra={"handoff_id": handoff_id, "sent": done},
+                )
             except Exception:
-                log.exception("dispatch failed", extra={"handoff_id": handoff_id, "sent": done})
+                log.exception(
+                    "dispatch of handoff %s failed after %d sent",
+                    handoff_id,
+                    done,
+                    extra={"handoff_id": handoff_id, "sent": done},
+                )
             return done
 
         lanes = max(1, self._settings.lanes)
@@ -132,10 +152,19 @@ class DeliveryService:
                 try:
                     busy = await (self.run_once() if first else self._send_once())
                 except StorageUnavailable as down:  # expected while the store is down: one line
-                    log.warning("worker pass failed: %s", down.detail)
+                    log.warning(
+                        "worker %s pass failed: %s",
+                        self.worker_id,
+                        down.detail,
+                        extra={"worker": self.worker_id},
+                    )
                     busy = 0
                 except Exception:
-                    log.exception("worker pass failed", extra={"worker": self.worker_id})
+                    log.exception(
+                        "worker %s pass failed",
+                        self.worker_id,
+                        extra={"worker": self.worker_id},
+                    )
                     busy = 0
                 if not busy:
                     await _idle(stop, wake, poll_seconds)
@@ -154,7 +183,11 @@ class DeliveryService:
         try:
             return await self._sender.release()
         except Exception:
-            log.exception("could not release leases", extra={"worker": self.worker_id})
+            log.exception(
+                "worker %s could not release its leases",
+                self.worker_id,
+                extra={"worker": self.worker_id},
+            )
             return 0
 
     async def _prune_stream(self) -> None:
@@ -169,7 +202,7 @@ class DeliveryService:
             pruned = await uow.stream.prune(now - keep)
             await uow.commit()
         if pruned:
-            log.info("pruned the stream log", extra={"events": pruned})
+            log.info("pruned %d events from the stream log", pruned, extra={"events": pruned})
 
     async def raise_tiers_due(self) -> int:
         """Tell every tier whose time has come (SPEC §14); how many tiers were raised."""

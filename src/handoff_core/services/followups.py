@@ -80,7 +80,13 @@ class FollowUps:
         try:
             return await self._presence.online(handoff.account_id)
         except Exception:
-            log.exception("presence lookup failed; emailing the tier")
+            log.exception(
+                "presence lookup for account %s failed; emailing tier %d of handoff %s",
+                handoff.account_id,
+                handoff.tiers_reached + 1,
+                handoff.id,
+                extra={"account_id": handoff.account_id, "handoff_id": handoff.id},
+            )
             return frozenset()
 
     async def _raise_tier(self, handoff: Handoff) -> bool:
@@ -129,7 +135,10 @@ class FollowUps:
             )
             await uow.commit()
         log.info(
-            "escalation tier reached",
+            "escalation %s reached tier %d (%d told)",
+            handoff.id,
+            tier,
+            len(told),
             extra={"handoff_id": handoff.id, "tier": tier, "recipients": len(told)},
         )
         await announce(self._announcer, [event], streamed)
@@ -198,7 +207,7 @@ class FollowUps:
                 return 0
             await uow.deliveries.add_many([fallback_email(p, now, self._make_id) for p in unseen])
             await uow.commit()
-        log.info("unseen pushes sent by email", extra={"count": len(unseen)})
+        log.info("%d unseen pushes sent by email", len(unseen), extra={"count": len(unseen)})
         return len(unseen)
 
 

@@ -114,7 +114,9 @@ class HandoffService:
             return await self._presence.online(account_id)
         except Exception:
             log.exception(
-                "presence lookup failed; emailing everyone", extra={"account_id": account_id}
+                "presence lookup for account %s failed; emailing everyone",
+                account_id,
+                extra={"account_id": account_id},
             )
             return frozenset()
 

@@ -213,7 +213,12 @@ class Sender:
             try:
                 outcomes: Sequence[SendOutcome] = await self._webhooks.send(requests)
             except Exception as exc:
-                log.warning("webhook batch failed", extra={"error": repr(exc), "count": len(due)})
+                log.warning(
+                    "webhook batch of %d deliveries failed: %r",
+                    len(due),
+                    exc,
+                    extra={"error": repr(exc), "count": len(due)},
+                )
                 outcomes = [SendOutcome(d.id, ok=False, error=repr(exc)) for d in due]
             self._apply(due, outcomes)
         return await self._record(group, batch, {})
@@ -320,7 +325,12 @@ class Sender:
                         account_id, [d.recipient_id for d in group]
                     )
                 except Exception:
-                    log.exception("presence lookup failed; falling back to email")
+                    log.exception(
+                        "presence lookup for account %s failed; emailing %d pushes instead",
+                        account_id,
+                        len(group),
+                        extra={"account_id": account_id},
+                    )
             now = self._clock.now()
             for d in group:
                 policy = batch.handoffs[d.handoff_id].policy or EscalationPolicy()
@@ -353,7 +363,12 @@ class Sender:
         try:
             outcomes: Sequence[SendOutcome] = await self._mail.send(notices)
         except Exception as exc:
-            log.warning("mail batch failed", extra={"error": repr(exc), "count": len(notices)})
+            log.warning(
+                "mail batch of %d notices failed: %r",
+                len(notices),
+                exc,
+                extra={"error": repr(exc), "count": len(notices)},
+            )
             outcomes = [SendOutcome(n.delivery_id, ok=False, error=repr(exc)) for n in notices]
         self._apply(emails, outcomes)
 
@@ -367,7 +382,10 @@ class Sender:
             lost = [d.id for d in leased if d.id not in recorded]
             if lost:
                 log.warning(
-                    "lease lost before the outcome was recorded",
+                    "worker %s lost the lease of %d deliveries before recording their outcome: %s",
+                    self._worker_id,
+                    len(lost),
+                    ", ".join(lost[:5]) + (", ..." if len(lost) > 5 else ""),
                     extra={"delivery_ids": lost, "worker": self._worker_id},
                 )
             outcomes = []

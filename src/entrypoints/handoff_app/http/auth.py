@@ -11,7 +11,6 @@ and reads the member here.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, TypeGuard
 
@@ -24,17 +23,15 @@ from handoff_app.container import Services
 from handoff_app.http.browser import check_cookie_request, session_token
 from handoff_app.http.errors import ApiRefusal, not_a_member, unauthorized
 from handoff_app.http.lifecycle import get_services, get_settings
-from handoff_app.http.schemas import ID_PATTERN
 from handoff_app.settings import Settings, SettingsError
-from handoff_core.errors import Forbidden, HandoffError
-from handoff_core.model import ID_MAX, Member
+from handoff_core.errors import Forbidden, HandoffError, ValidationError
+from handoff_core.model import Member, check_id
 
 ALGORITHM = "HS256"
 # Hosts' clocks differ: a token minted on a host a little ahead (iat, nbf in the future) or read
 # a little late (exp just past) is still good within this many seconds (SPEC §13).
 LEEWAY_SECONDS = 30
 TIME_CLAIMS = ("exp", "iat", "nbf")
-_ID = re.compile(ID_PATTERN)
 
 bearer = HTTPBearer(
     scheme_name="BearerToken", auto_error=False, description="A JWT minted with HANDOFF_JWT_SECRET"
@@ -73,7 +70,12 @@ def mint_token(
 
 
 def read_token(settings: Settings, token: str) -> tuple[str, str]:
-    """(account_id, member_id) from a valid, unexpired token; otherwise a 401 refusal."""
+    """(account_id, member_id) from a valid, unexpired token.
+
+    Raises `ApiRefusal` (401) for a token that is not signed with the secret, has expired, lacks
+    `exp`, `sub` or `account_id`, has a time claim that is not a number, or whose `sub` or
+    `account_id` is not an id (`check_id`: 1 to 128 characters, no whitespace, control
+    characters, `/` or lone surrogates); `SettingsError` when no JWT secret is set."""
     try:
         claims = jwt.decode(
             token,
@@ -101,7 +103,13 @@ def _is_number(value: object) -> bool:
 
 
 def _is_id(value: object) -> TypeGuard[str]:
-    return isinstance(value, str) and len(value) <= ID_MAX and _ID.fullmatch(value) is not None
+    """Whether a claim passes `check_id`, the id rule of the rest of the API: a lone surrogate
+    (a JSON escape such as "\\ud800") is refused here, as no store could even look it up."""
+    try:
+        check_id("id", value)
+    except ValidationError:
+        return False
+    return True
 
 
 @frozen

@@ -1,0 +1,45 @@
+"""What an operator reads in the log with the default format, which shows no `extra`: each
+warning names what failed (the account, the handoff, how many) and why, in its own words."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from tests.unit.stage import ACME, Stage
+
+
+def _lines(caplog: pytest.LogCaptureFixture, logger: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == logger]
+
+
+async def test_a_mail_batch_that_raises_is_logged_with_its_size_and_error(
+    stage: Stage, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, handoff = await stage.escalated(notes="help")
+    stage.mail.fail_with = RuntimeError("SMTP down: relay.internal:25 refused")
+
+    with caplog.at_level(logging.WARNING, logger="handoff.delivery"):
+        assert await stage.delivery.dispatch(ACME, handoff.id) == 0
+
+    assert _lines(caplog, "handoff.delivery") == [
+        "mail batch of 3 notices failed: RuntimeError('SMTP down: relay.internal:25 refused')"
+    ]
+
+
+async def test_a_presence_lookup_that_fails_is_logged_naming_the_account(
+    stage: Stage, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: object) -> frozenset[str]:
+        raise ConnectionError("presence store gone")
+
+    monkeypatch.setattr(stage.presence, "online", broken)
+
+    with caplog.at_level(logging.WARNING):
+        _, handoff = await stage.escalated(notes="help")
+        assert await stage.delivery.dispatch(ACME, handoff.id) == 3  # everyone by email
+
+    messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert f"presence lookup for account {ACME} failed; emailing everyone" in messages
+    shown = [r for r in caplog.records if r.exc_info]
+    assert shown and all("presence store gone" in str(r.exc_info[1]) for r in shown if r.exc_info)
