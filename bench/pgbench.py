@@ -146,9 +146,13 @@ def restate(found: Sequence[Transaction], handoff_id: str) -> Restated:
             if sql.startswith("INSERT INTO handoffs"):
                 session_id = row["params"][2]
                 account_id = row["params"][0]
-            if sql.startswith("INSERT INTO deliveries") and row["many"]:
-                for k, params in enumerate(row["params"]):
-                    delivery_ids[params[1]] = k
+            if sql.startswith("INSERT INTO deliveries"):
+                # One row per execution (executemany) or all rows in one VALUES list.
+                columns = sql[sql.index("(") + 1 : sql.index(")")].split(", ")
+                flat = [v for p in row["params"] for v in p] if row["many"] else row["params"]
+                at = columns.index("id")
+                for k, value in enumerate(flat[at :: len(columns)]):
+                    delivery_ids[value] = k
     if not session_id:
         raise BenchError("no handoff insert in the captured escalation")
     keys = {
