@@ -21,6 +21,9 @@ from urllib.parse import quote
 
 from attrs import frozen
 
+from handoff_core.errors import ValidationError
+from handoff_core.model import check_id
+
 if TYPE_CHECKING:
     from handoff_core.ports import Clock
 
@@ -114,8 +117,11 @@ class ClaimLinks:
             expires_at = datetime.fromtimestamp(int(expires), tz=UTC)
         except (ValueError, TypeError, OverflowError, OSError):
             raise LinkRefused("malformed", "this is not a claim link handoff made") from None
-        if not all(isinstance(v, str) for v in (account_id, member_id, handoff_id)):
-            raise LinkRefused("malformed", "this is not a claim link handoff made")
+        try:  # ids as handoff makes them: what no member or handoff could have is not ours
+            for name, value in (("account", account_id), ("member", member_id), ("id", handoff_id)):
+                check_id(name, value)
+        except ValidationError:
+            raise LinkRefused("malformed", "this is not a claim link handoff made") from None
         if self._clock.now() >= expires_at:
             raise LinkRefused("expired", "this link has expired")
         return ClaimTicket(account_id, member_id, handoff_id, expires_at)

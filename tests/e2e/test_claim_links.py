@@ -139,6 +139,34 @@ async def test_a_damaged_token_is_refused_with_a_page_that_says_why(
     assert (await handoff_of(api, handoff_id))["status"] == "open"
 
 
+@pytest.mark.parametrize(
+    "odd",
+    [
+        ("\ud800", "olga", "{h}"),  # a lone surrogate: no store can even look it up
+        ("acme", "\udfff", "{h}"),
+        ("acme", "olga", "\ud800"),
+        ("acme", "ol\x00ga", "{h}"),
+        ("acme", "", "{h}"),
+        ("acme", "../olga", "{h}"),
+        ("acme", "o" * 400, "{h}"),
+    ],
+)
+async def test_a_signed_link_with_ids_no_one_could_have_is_not_a_claim_link(
+    api: Api, client: httpx.AsyncClient, services: Services, odd: tuple[str, str, str]
+) -> None:
+    _, handoff_id = await api.escalate(ERIN)
+    assert services.claim_links is not None
+    account, member, handoff = (part.format(h=handoff_id) for part in odd)
+    path = f"/claim/{services.claim_links.token(account, member, handoff)}"
+
+    page = await client.get(path)
+    assert page.status_code == 400 and "not a claim link" in page.text
+    posted = await claim_form(client, path, csrf="0" * 64, handoff_id=handoff_id)
+    assert posted.status_code in (400, 403)
+    assert (await client.get("/healthz")).status_code == 200  # the connection is still good
+    assert (await handoff_of(api, handoff_id))["status"] == "open"
+
+
 async def test_an_expired_a_foreign_and_a_removed_members_link_each_say_so(
     api: Api, client: httpx.AsyncClient, settings: Settings, services: Services
 ) -> None:
@@ -215,6 +243,8 @@ async def test_user_text_on_the_claim_page_is_text(
         (b"csrf=1&csrf=2&handoff_id=a&handoff_id=b", "application/x-www-form-urlencoded"),
         (b"&".join(b"f%d=1" % i for i in range(500)), "application/x-www-form-urlencoded"),
         (b'{"csrf": "x"}', "application/json"),
+        (b"csrf=%FF&handoff_id=x", "application/x-www-form-urlencoded"),  # not ASCII
+        (b"csrf=%C3%A9&handoff_id=x", "application/x-www-form-urlencoded"),
         (b"", "text/plain"),
     ],
 )

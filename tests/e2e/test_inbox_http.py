@@ -105,6 +105,9 @@ async def test_the_cookie_claims_through_the_api_only_with_the_pages_token_from_
     assert missing.status_code == 403 and missing.json()["error"] == "csrf_failed"
     wrong = await client.post(claim, headers={**SAME, "X-CSRF-Token": "0" * 64})
     assert wrong.status_code == 403
+    for odd in ("é".encode(), b"\xff", b"\xc3\xa9" * 40):  # not ASCII: never a 500
+        refused = await client.post(claim, headers={**SAME, "X-CSRF-Token": odd})
+        assert refused.status_code == 403 and refused.json()["error"] == "csrf_failed"
     evil = await client.post(claim, headers={"Origin": "https://evil.test", "X-CSRF-Token": csrf})
     assert evil.status_code == 403 and evil.json()["error"] == "cross_site"
     r = await api.call("GET", f"/handoffs/{handoff_id}", OLGA)

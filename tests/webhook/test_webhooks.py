@@ -334,6 +334,21 @@ async def test_a_private_target_is_refused_without_the_setting(url: str) -> None
     assert (await allowed.put(ACME, "olga", "x", url=url, events=["escalation.claimed"])).created
 
 
+@pytest.mark.parametrize("url", ["https://a..b/hook", "https://" + "x" * 64 + ".test/hook"])
+async def test_a_host_no_resolver_can_even_ask_for_is_refused_plainly(url: str) -> None:
+    # an empty or over-long label makes the resolver's IDNA step raise UnicodeError, not OSError
+    db = MemoryDatabase()
+    clock = ManualClock()
+    await MemberService(db, clock).upsert(
+        ACME, "olga", email="olga@acme.test", name="Olga", role="owner"
+    )
+    hooks = WebhookService(db, clock, TargetGuard(allow_private=False))
+    with pytest.raises(ValidationError) as caught:
+        await hooks.put(ACME, "olga", "x", url=url, events=["escalation.created"])
+    assert caught.value.field == "url" and "cannot be resolved" in str(caught.value)
+    assert await hooks.endpoints(ACME, "olga") == []
+
+
 async def test_a_private_target_is_refused_at_send_time_too(world: World) -> None:
     """Registered while allowed (or its name re-pointed since): the sender checks again."""
     await world.endpoint("ops", "ops", ["escalation.created"])

@@ -46,7 +46,7 @@ class TargetGuard(WebhookTargets):
         try:
             async with asyncio.timeout(RESOLVE_TIMEOUT_SECONDS):
                 infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, UnicodeError) as exc:  # UnicodeError: a bad IDNA label
             raise PrivateTargetRefused(f"host {host!r} cannot be resolved ({exc})") from None
         return sorted({str(info[4][0]) for info in infos})
 

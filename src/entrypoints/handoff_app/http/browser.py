@@ -52,7 +52,7 @@ def csrf_token(settings: Settings, bound_to: str, purpose: str = "session") -> s
 def csrf_matches(
     settings: Settings, bound_to: str, given: str | None, purpose: str = "session"
 ) -> bool:
-    if not given:
+    if not given or not given.isascii():  # compare_digest refuses non-ASCII str: not ours
         return False
     return hmac.compare_digest(csrf_token(settings, bound_to, purpose), given)
 
