@@ -344,7 +344,10 @@ async def test_an_attempt_that_fails_after_the_escalation_was_claimed_is_cancell
 
     [bob] = [d for d in await stage.deliveries(handoff.id) if d.recipient_id == "bob"]
     assert (bob.status, bob.attempts) == (DeliveryStatus.CANCELLED, 1)
-    assert bob.last_error == "the escalation was claimed before this was sent"
+    assert bob.last_error == (
+        "the escalation was claimed while this was on its way; "
+        "the attempt had failed: 451 try again later"
+    )
     types = {e.type for e in await stage.timeline(session.id)}
     assert EventType.DELIVERY_DEAD not in types and EventType.DELIVERY_FAILED not in types
 

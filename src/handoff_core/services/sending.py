@@ -56,6 +56,7 @@ OUTCOME_EVENTS = {
 FELL_BACK = "recipient had no live stream; sent by email instead"
 EMAILED_ANYWAY = "recipient had no live stream; the email sent with this push reaches them"
 GONE = "the handoff no longer exists"
+CLOSED_IN_FLIGHT = "the escalation was {status} while this was on its way"
 CLOSED = "the escalation was {status} before this was sent"
 NOT_TOLD = "the recipient is no longer a member the policy tells"
 ENDPOINT_GONE = "the webhook endpoint was removed"
@@ -417,6 +418,13 @@ class Sender:
             if kept:
                 await uow.deliveries.add_many(kept)
             await uow.commit()
+        for d in leased:
+            if d.status is DeliveryStatus.DEAD and d.id in recorded:
+                log.warning(
+                    "delivery %s to %s (%s, handoff %s) is dead after %d attempts: %s",
+                    d.id, d.recipient_id, d.channel.value, d.handoff_id, d.attempts, d.last_error,
+                    extra={"delivery_id": d.id, "handoff_id": d.handoff_id},
+                )  # fmt: skip
         await announce(self._announcer, events)
         return Delivered(
             sent=sum(1 for d in leased if d.status is DeliveryStatus.SENT), added=len(kept)
@@ -440,10 +448,9 @@ class Sender:
                 handoff = await uow.handoffs.get(*key)
                 statuses[key] = handoff.status if handoff is not None else None
             status = statuses[key]
-            if status is None:
-                d.mark_cancelled(GONE)
-            elif status is not HandoffStatus.OPEN:
-                d.mark_cancelled(CLOSED.format(status=status.value))
+            if status is not HandoffStatus.OPEN:
+                reason = GONE if status is None else CLOSED_IN_FLIGHT.format(status=status.value)
+                d.mark_cancelled(f"{reason}; the attempt had failed: {d.last_error}")
 
     async def release(self) -> int:
         """Give back every lease this sender holds and has not recorded yet."""
