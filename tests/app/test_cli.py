@@ -156,6 +156,9 @@ def test_token_without_a_secret_says_so(tmp_path: Path) -> None:
 
 
 def test_db_upgrade_creates_the_schema(tmp_path: Path) -> None:
+    """It creates the file in an existing folder (missing folders are refused: see
+    test_operator_cli)."""
+    (tmp_path / "new").mkdir()
     env = {"HANDOFF_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'new' / 'h.db'}"}
     done = handoff("db", "upgrade", cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr

@@ -103,6 +103,65 @@ def test_a_bad_setting_is_one_line_naming_it(
     assert one_line(done, 2) == says
 
 
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        (
+            "sqlite+aiosqlite:///\udcff.db",
+            "handoff: HANDOFF_DATABASE_URL must be valid UTF-8 (it holds bytes that are not)",
+        ),
+        (
+            "postgresql+asyncpg://postgres@[::1/x",
+            "handoff: HANDOFF_DATABASE_URL is not a URL: Invalid IPv6 URL",
+        ),
+        (
+            "postgresql+asyncpg://postgres@127.0.0.1:99999/x",
+            "handoff: HANDOFF_DATABASE_URL: database URL port 99999 is not a port number "
+            "(1 to 65535)",
+        ),
+        (
+            "postgresql+asyncpg://postgres@127.0.0.1/x?connect_timeout=1e999",
+            "handoff: HANDOFF_DATABASE_URL: database URL option connect_timeout='1e999' "
+            "must be a finite number",
+        ),
+    ],
+    ids=["undecodable-sqlite-path", "unclosed-ipv6", "port-out-of-range", "infinite-timeout"],
+)
+@pytest.mark.parametrize(
+    "command", [["serve"], ["db", "upgrade"], ["members", "list", "--account", "acme"]]
+)
+def test_a_database_url_no_driver_could_use_is_a_setting_error(
+    tmp_path: Path, url: str, says: str, command: list[str]
+) -> None:
+    """These used to reach the driver and come back as `unexpected error (...)`, exit 1."""
+    done = handoff(*command, cwd=tmp_path, env={**sqlite(tmp_path), "HANDOFF_DATABASE_URL": url})
+    assert one_line(done, 2) == says
+    assert done.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["serve"], ["db", "upgrade"], ["worker", "--once"], ["members", "list", "--account", "a"],
+     ["members", "add", "--account", "a", "--id", "o", "--email", "o@a.test", "--name", "O",
+      "--role", "owner"]],
+)  # fmt: skip
+def test_a_sqlite_folder_that_does_not_exist_is_refused_and_not_made(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """Creating the file is the command's business; creating the folders a typo in the path
+    names is not (they used to appear silently, and `members list` then said "no members")."""
+    folder = tmp_path / "no" / "such"
+    env = {**sqlite(tmp_path), "HANDOFF_DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'h.db'}"}
+    done = handoff(*command, cwd=tmp_path, env=env)
+    assert one_line(done, 2) == (
+        f"handoff: HANDOFF_DATABASE_URL: the folder {folder} of the SQLite database does not "
+        "exist or is not a folder; create it first"
+    )
+    assert done.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_postgres_url_without_the_driver_names_the_extra_to_install(tmp_path: Path) -> None:
     """An install without `handoff[postgres]`: asyncpg cannot be imported."""
     hidden = tmp_path / "no-asyncpg"
@@ -297,12 +356,16 @@ def test_a_sqlite_file_migrated_by_a_newer_release_is_refused_in_one_line(tmp_pa
         )
 
 
-def test_a_sqlite_folder_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+def test_a_sqlite_folder_that_is_a_file_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a folder")
     env = {**sqlite(tmp_path), "HANDOFF_DATABASE_URL": f"sqlite:///{tmp_path / 'file' / 'h.db'}"}
     for command in (["serve", "--port", str(free_port())], ["members", "list", "--account", "a"]):
-        line = one_line(handoff(*command, cwd=tmp_path, env=env), 1)
-        assert line.startswith("handoff: [Errno 17] File exists") or "Not a directory" in line
+        line = one_line(handoff(*command, cwd=tmp_path, env=env), 2)
+        assert line == (
+            f"handoff: HANDOFF_DATABASE_URL: the folder {tmp_path / 'file'} of the SQLite "
+            "database does not exist or is not a folder; create it first"
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
 def test_serve_starts_on_a_new_sqlite_file_with_pool_options(tmp_path: Path) -> None:
