@@ -238,8 +238,7 @@ def test_a_member_id_the_api_could_not_address_is_refused_where_it_is_made(
         "acme", member_id, email="x@a.test", name="X", role="owner", cwd=tmp_path, env=env
     )
     assert one_line(done, 2) == says  # a bad value on the command line: a usage mistake
-    listed = handoff("members", "list", "--account", "acme", cwd=tmp_path, env=env)
-    assert listed.stdout.strip() == "no members in account acme"
+    assert list(tmp_path.iterdir()) == []  # refused before the store was opened (or made)
 
 
 def test_an_account_id_follows_the_same_rule(tmp_path: Path) -> None:
@@ -332,6 +331,84 @@ async def test_undecodable_ids_on_postgresql_are_the_same_usage_mistake(tmp_path
             "token", "--account", "acme", "--member", UNDECODABLE, cwd=tmp_path, env=env
         )
         assert one_line(minted, 2) == f"handoff: --member: {NOT_UNICODE}"
+
+
+LONG_NAME = "x" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--email", UNDECODABLE, f"--email: {NOT_UNICODE}"),
+        ("--email", "", f"--email: {EMPTY}"),
+        ("--email", "nope", "--email: must be an address like name@example.com"),
+        ("--email", "a<b>@acme.test", "--email: 'a<b>@acme.test' cannot be sent to: "),
+        ("--name", "", f"--name: {EMPTY}"),
+        ("--name", "a\x01b", "--name: must be one line, without control characters"),
+        ("--name", LONG_NAME, "--name: must be at most 200 characters"),
+        ("--name", UNDECODABLE, f"--name: {NOT_UNICODE}"),
+    ],
+    ids=["email-undecodable", "email-empty", "email-no-at", "email-unsendable", "name-empty",
+         "name-control", "name-100k", "name-undecodable"],
+)  # fmt: skip
+def test_members_add_checks_every_option_before_the_store_is_made(
+    tmp_path: Path, option: str, value: str, says: str
+) -> None:
+    """These were refused with the right line, but only once ./handoff.db (the default store)
+    had been created."""
+    values = {"--email": "eve@a.test", "--name": "Eve", option: value}
+    done = add_member(
+        "acme", "eve", email=values["--email"], name=values["--name"], role="owner",
+        cwd=tmp_path, env={"HANDOFF_JWT_SECRET": SECRET},
+    )  # fmt: skip
+    assert one_line(done, 2).startswith(f"handoff: {says}")
+    assert done.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["members", "list", "--account", "acme"],
+     ["members", "remove", "--account", "acme", "--id", "eve"],
+     ["token", "--account", "acme", "--member", "eve"],
+     ["login-link", "--account", "acme", "--member", "eve"]],
+    ids=["list", "remove", "token", "login-link"],
+)  # fmt: skip
+def test_a_command_that_only_reads_never_makes_the_store(tmp_path: Path, args: list[str]) -> None:
+    """They used to create ./handoff.db (and `members list` said "no members"): a store that
+    does not exist is said so, and left for `db upgrade` (or `members add`) to make."""
+    done = handoff(*args, cwd=tmp_path, env={"HANDOFF_JWT_SECRET": SECRET})
+    assert one_line(done, 1) == (
+        "handoff: the database sqlite+aiosqlite:///./handoff.db does not exist; "
+        "run `handoff db upgrade` first"
+    )
+    assert done.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_command_that_only_reads_says_an_empty_file_has_no_schema(tmp_path: Path) -> None:
+    (tmp_path / "h.db").touch()
+    done = handoff("members", "list", "--account", "acme", cwd=tmp_path, env=sqlite(tmp_path))
+    assert one_line(done, 1) == (
+        f"handoff: the database sqlite+aiosqlite:///{tmp_path / 'h.db'} has no handoff schema; "
+        "run `handoff db upgrade` first"
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["h.db"]
+    assert (tmp_path / "h.db").stat().st_size == 0
+
+
+@pytest.mark.parametrize(
+    ("host", "says"),
+    [
+        (UNDECODABLE, "argument --host: '\\udcff' is not a host name or an address"),
+        ("", "argument --host: must not be empty"),
+    ],
+)
+def test_serve_refuses_a_host_no_resolver_could_take(tmp_path: Path, host: str, says: str) -> None:
+    """`--host $'\\xff'` used to end in `unexpected error (UnicodeError)`, exit 1."""
+    done = handoff("serve", "--host", host, cwd=tmp_path, env=sqlite(tmp_path))
+    assert one_line(done, 2) == f"handoff serve: {says} (see handoff serve --help)"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_usage_mistake_is_one_line_too(tmp_path: Path) -> None:
