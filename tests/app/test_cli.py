@@ -8,7 +8,7 @@ from pathlib import Path
 
 import jwt
 import pytest
-from tests.support.cli import add_member, handoff
+from tests.support.cli import add_member, handoff, one_line
 
 SECRET = "an-operator-secret-of-at-least-32-bytes"
 
@@ -79,9 +79,39 @@ def test_login_link_prints_a_one_time_link_for_a_current_member_only(tmp_path: P
 def test_demo_refuses_a_folder_that_is_not_empty(tmp_path: Path) -> None:
     (tmp_path / "keep.txt").write_text("mine")
     done = handoff("demo", "--dir", str(tmp_path), cwd=tmp_path)
-    assert done.returncode == 2
-    assert "not empty" in done.stdout
+    assert (
+        one_line(done, 2)
+        == f"handoff: demo folder {tmp_path} is not empty; give a new or empty one"
+    )
+    assert done.stdout == ""  # the error used to go to stdout, with nothing on stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
     assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    ("folder", "says"),
+    [
+        ("", "--dir: must not be empty (leave it out for a temporary folder)"),
+        ("\udcff", "--dir: must be valid UTF-8 (its path is printed and put in the database URL)"),
+        (
+            "\udcff/sub",
+            "--dir: must be valid UTF-8 (its path is printed and put in the database URL)",
+        ),
+    ],
+    ids=["empty", "undecodable", "undecodable-nested"],
+)
+@pytest.mark.parametrize("occupied", [False, True])
+def test_demo_refuses_a_dir_it_cannot_use_before_writing_anything(
+    tmp_path: Path, folder: str, says: str, occupied: bool
+) -> None:
+    """`--dir ''` in an empty folder used to run the demo in the current folder; `--dir $'\\xff'`
+    made the folder, printed its progress and ended with `unexpected error (UnicodeEncodeError)`."""
+    if occupied:
+        (tmp_path / "keep.txt").write_text("mine")
+    done = handoff("demo", "--dir", folder, cwd=tmp_path, timeout=120)
+    assert one_line(done, 2) == f"handoff: {says}"
+    assert done.stdout == ""
+    assert [p.name for p in tmp_path.iterdir()] == (["keep.txt"] if occupied else [])
 
 
 def test_members_add_list_remove_on_sqlite(tmp_path: Path) -> None:
@@ -118,6 +148,8 @@ def test_bad_member_input_is_one_clear_line_and_changes_nothing(tmp_path: Path) 
     )
     assert spaced.returncode == 2
     assert spaced.stderr.strip() == "handoff: --id: must not contain whitespace"
+    assert list(tmp_path.iterdir()) == []  # not even the database
+    assert handoff("db", "upgrade", cwd=tmp_path, env=env).returncode == 0
     gone = handoff("members", "remove", "--account", "acme", "--id", "ghost", cwd=tmp_path, env=env)
     assert gone.returncode == 1 and "not found" in gone.stderr
     listed = handoff("members", "list", "--account", "acme", cwd=tmp_path, env=env)
@@ -156,6 +188,9 @@ def test_token_without_a_secret_says_so(tmp_path: Path) -> None:
 
 
 def test_db_upgrade_creates_the_schema(tmp_path: Path) -> None:
+    """It creates the file in an existing folder (missing folders are refused: see
+    test_operator_cli)."""
+    (tmp_path / "new").mkdir()
     env = {"HANDOFF_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'new' / 'h.db'}"}
     done = handoff("db", "upgrade", cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
@@ -170,7 +205,15 @@ def test_serve_refuses_what_it_cannot_do_well(tmp_path: Path, args: list[str]) -
     assert "--workers" in done.stderr
 
 
-def test_no_command_prints_help(tmp_path: Path) -> None:
+def test_no_command_is_a_usage_mistake_naming_the_commands(tmp_path: Path) -> None:
+    """argparse's convention for a missing command (exit 2, on stderr), in the one line every
+    error of the command is; `handoff --help` prints the help to stdout with exit 0."""
     done = handoff(cwd=tmp_path)
-    assert done.returncode == 0
-    assert "serve" in done.stdout and "demo" in done.stdout
+    assert one_line(done, 2) == (
+        "handoff: a command is required: one of serve, worker, db, members, token, login-link, "
+        "demo (see handoff --help)"
+    )
+    assert done.stdout == ""
+    helped = handoff("--help", cwd=tmp_path)
+    assert helped.returncode == 0 and "serve" in helped.stdout and "demo" in helped.stdout
+    assert list(tmp_path.iterdir()) == []

@@ -103,6 +103,65 @@ def test_a_bad_setting_is_one_line_naming_it(
     assert one_line(done, 2) == says
 
 
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        (
+            "sqlite+aiosqlite:///\udcff.db",
+            "handoff: HANDOFF_DATABASE_URL must be valid UTF-8 (it holds bytes that are not)",
+        ),
+        (
+            "postgresql+asyncpg://postgres@[::1/x",
+            "handoff: HANDOFF_DATABASE_URL is not a URL: Invalid IPv6 URL",
+        ),
+        (
+            "postgresql+asyncpg://postgres@127.0.0.1:99999/x",
+            "handoff: HANDOFF_DATABASE_URL: database URL port 99999 is not a port number "
+            "(1 to 65535)",
+        ),
+        (
+            "postgresql+asyncpg://postgres@127.0.0.1/x?connect_timeout=1e999",
+            "handoff: HANDOFF_DATABASE_URL: database URL option connect_timeout='1e999' "
+            "must be a finite number",
+        ),
+    ],
+    ids=["undecodable-sqlite-path", "unclosed-ipv6", "port-out-of-range", "infinite-timeout"],
+)
+@pytest.mark.parametrize(
+    "command", [["serve"], ["db", "upgrade"], ["members", "list", "--account", "acme"]]
+)
+def test_a_database_url_no_driver_could_use_is_a_setting_error(
+    tmp_path: Path, url: str, says: str, command: list[str]
+) -> None:
+    """These used to reach the driver and come back as `unexpected error (...)`, exit 1."""
+    done = handoff(*command, cwd=tmp_path, env={**sqlite(tmp_path), "HANDOFF_DATABASE_URL": url})
+    assert one_line(done, 2) == says
+    assert done.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["serve"], ["db", "upgrade"], ["worker", "--once"], ["members", "list", "--account", "a"],
+     ["members", "add", "--account", "a", "--id", "o", "--email", "o@a.test", "--name", "O",
+      "--role", "owner"]],
+)  # fmt: skip
+def test_a_sqlite_folder_that_does_not_exist_is_refused_and_not_made(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """Creating the file is the command's business; creating the folders a typo in the path
+    names is not (they used to appear silently, and `members list` then said "no members")."""
+    folder = tmp_path / "no" / "such"
+    env = {**sqlite(tmp_path), "HANDOFF_DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'h.db'}"}
+    done = handoff(*command, cwd=tmp_path, env=env)
+    assert one_line(done, 2) == (
+        f"handoff: HANDOFF_DATABASE_URL: the folder {folder} of the SQLite database does not "
+        "exist or is not a folder; create it first"
+    )
+    assert done.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_postgres_url_without_the_driver_names_the_extra_to_install(tmp_path: Path) -> None:
     """An install without `handoff[postgres]`: asyncpg cannot be imported."""
     hidden = tmp_path / "no-asyncpg"
@@ -179,8 +238,7 @@ def test_a_member_id_the_api_could_not_address_is_refused_where_it_is_made(
         "acme", member_id, email="x@a.test", name="X", role="owner", cwd=tmp_path, env=env
     )
     assert one_line(done, 2) == says  # a bad value on the command line: a usage mistake
-    listed = handoff("members", "list", "--account", "acme", cwd=tmp_path, env=env)
-    assert listed.stdout.strip() == "no members in account acme"
+    assert list(tmp_path.iterdir()) == []  # refused before the store was opened (or made)
 
 
 def test_an_account_id_follows_the_same_rule(tmp_path: Path) -> None:
@@ -275,6 +333,84 @@ async def test_undecodable_ids_on_postgresql_are_the_same_usage_mistake(tmp_path
         assert one_line(minted, 2) == f"handoff: --member: {NOT_UNICODE}"
 
 
+LONG_NAME = "x" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--email", UNDECODABLE, f"--email: {NOT_UNICODE}"),
+        ("--email", "", f"--email: {EMPTY}"),
+        ("--email", "nope", "--email: must be an address like name@example.com"),
+        ("--email", "a<b>@acme.test", "--email: 'a<b>@acme.test' cannot be sent to: "),
+        ("--name", "", f"--name: {EMPTY}"),
+        ("--name", "a\x01b", "--name: must be one line, without control characters"),
+        ("--name", LONG_NAME, "--name: must be at most 200 characters"),
+        ("--name", UNDECODABLE, f"--name: {NOT_UNICODE}"),
+    ],
+    ids=["email-undecodable", "email-empty", "email-no-at", "email-unsendable", "name-empty",
+         "name-control", "name-100k", "name-undecodable"],
+)  # fmt: skip
+def test_members_add_checks_every_option_before_the_store_is_made(
+    tmp_path: Path, option: str, value: str, says: str
+) -> None:
+    """These were refused with the right line, but only once ./handoff.db (the default store)
+    had been created."""
+    values = {"--email": "eve@a.test", "--name": "Eve", option: value}
+    done = add_member(
+        "acme", "eve", email=values["--email"], name=values["--name"], role="owner",
+        cwd=tmp_path, env={"HANDOFF_JWT_SECRET": SECRET},
+    )  # fmt: skip
+    assert one_line(done, 2).startswith(f"handoff: {says}")
+    assert done.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["members", "list", "--account", "acme"],
+     ["members", "remove", "--account", "acme", "--id", "eve"],
+     ["token", "--account", "acme", "--member", "eve"],
+     ["login-link", "--account", "acme", "--member", "eve"]],
+    ids=["list", "remove", "token", "login-link"],
+)  # fmt: skip
+def test_a_command_that_only_reads_never_makes_the_store(tmp_path: Path, args: list[str]) -> None:
+    """They used to create ./handoff.db (and `members list` said "no members"): a store that
+    does not exist is said so, and left for `db upgrade` (or `members add`) to make."""
+    done = handoff(*args, cwd=tmp_path, env={"HANDOFF_JWT_SECRET": SECRET})
+    assert one_line(done, 1) == (
+        "handoff: the database sqlite+aiosqlite:///./handoff.db does not exist; "
+        "run `handoff db upgrade` first"
+    )
+    assert done.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_command_that_only_reads_says_an_empty_file_has_no_schema(tmp_path: Path) -> None:
+    (tmp_path / "h.db").touch()
+    done = handoff("members", "list", "--account", "acme", cwd=tmp_path, env=sqlite(tmp_path))
+    assert one_line(done, 1) == (
+        f"handoff: the database sqlite+aiosqlite:///{tmp_path / 'h.db'} has no handoff schema; "
+        "run `handoff db upgrade` first"
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["h.db"]
+    assert (tmp_path / "h.db").stat().st_size == 0
+
+
+@pytest.mark.parametrize(
+    ("host", "says"),
+    [
+        (UNDECODABLE, "argument --host: '\\udcff' is not a host name or an address"),
+        ("", "argument --host: must not be empty"),
+    ],
+)
+def test_serve_refuses_a_host_no_resolver_could_take(tmp_path: Path, host: str, says: str) -> None:
+    """`--host $'\\xff'` used to end in `unexpected error (UnicodeError)`, exit 1."""
+    done = handoff("serve", "--host", host, cwd=tmp_path, env=sqlite(tmp_path))
+    assert one_line(done, 2) == f"handoff serve: {says} (see handoff serve --help)"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_usage_mistake_is_one_line_too(tmp_path: Path) -> None:
     done = handoff("members", "add", "--account", "acme", cwd=tmp_path)
     line = one_line(done, 2)
@@ -297,12 +433,16 @@ def test_a_sqlite_file_migrated_by_a_newer_release_is_refused_in_one_line(tmp_pa
         )
 
 
-def test_a_sqlite_folder_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+def test_a_sqlite_folder_that_is_a_file_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a folder")
     env = {**sqlite(tmp_path), "HANDOFF_DATABASE_URL": f"sqlite:///{tmp_path / 'file' / 'h.db'}"}
     for command in (["serve", "--port", str(free_port())], ["members", "list", "--account", "a"]):
-        line = one_line(handoff(*command, cwd=tmp_path, env=env), 1)
-        assert line.startswith("handoff: [Errno 17] File exists") or "Not a directory" in line
+        line = one_line(handoff(*command, cwd=tmp_path, env=env), 2)
+        assert line == (
+            f"handoff: HANDOFF_DATABASE_URL: the folder {tmp_path / 'file'} of the SQLite "
+            "database does not exist or is not a folder; create it first"
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
 def test_serve_starts_on_a_new_sqlite_file_with_pool_options(tmp_path: Path) -> None:

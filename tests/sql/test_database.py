@@ -63,6 +63,17 @@ def test_short_schemes_get_the_async_drivers() -> None:
         ("sqlite+aiosqlite://", "in-memory SQLite"),
         ("sqlite+aiosqlite:///:memory:", "in-memory SQLite"),
         ("postgresql+asyncpg://u@h/db?pool_sise=3", "pool_sise are not known"),
+        ("postgresql+asyncpg://u@h/db?connect_timeout=1e999", "must be a finite number"),
+        ("postgresql+asyncpg://u@h/db?connect_timeout=nan", "must be a finite number"),
+        ("postgresql+asyncpg://u@h/db?connect_timeout=86400", "at most 3600 seconds"),
+        ("sqlite+aiosqlite:///./x.db?busy_timeout=1e300", "at most 3600 seconds"),
+        ("postgresql+asyncpg://u@h/db?pool_timeout=inf", "must be a finite number"),
+        ("postgresql+asyncpg://u@127.0.0.1:99999/db", "port 99999 is not a port number"),
+        ("postgresql+asyncpg://u@127.0.0.1:0/db", "port 0 is not a port number"),
+        ("postgresql+asyncpg://u@127.0.0.1:abc/db", "is not a URL"),
+        ("postgresql+asyncpg://u@[::1/db", "is not a URL"),
+        ("postgresql+asyncpg://u@bad\udcffhost/db", "valid UTF-8"),
+        ("postgresql+asyncpg://u@a<b>/db", "host 'a<b>' is not a host name"),
     ],
 )
 def test_a_bad_url_is_refused_with_a_clear_reason(url: str, words: str) -> None:

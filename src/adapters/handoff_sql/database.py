@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import ipaddress
+import math
 import os
+import re
 from typing import Any
 
 from attrs import frozen
@@ -59,9 +62,43 @@ def _number(kind: type[int] | type[float], name: str, raw: str) -> Any:
     except ValueError:
         noun = "an integer" if kind is int else "a number"
         raise BadDatabaseUrl(f"database URL option {name}={raw!r} must be {noun}") from None
+    if not math.isfinite(value):
+        raise BadDatabaseUrl(f"database URL option {name}={raw!r} must be a finite number")
     if value < 0:
         raise BadDatabaseUrl(f"database URL option {name}={raw!r} must not be negative")
+    if name in _TIMEOUTS and value > TIMEOUT_MAX:
+        raise BadDatabaseUrl(
+            f"database URL option {name}={raw!r} must be at most {TIMEOUT_MAX:g} seconds"
+        )
     return value
+
+
+# The waits an option sets, in seconds: past an hour a wait is a mistake, not a setting (and an
+# infinite one never ends, or overflows where it is turned into milliseconds).
+_TIMEOUTS = {"busy_timeout", "connect_timeout", "pool_timeout"}
+TIMEOUT_MAX = 3600.0
+_HOSTNAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?")
+
+
+def _check_address(url: URL) -> None:
+    """A port the driver could not connect to, or a host no resolver could look up, refused
+    when the URL is read rather than at the first connection."""
+    if url.port is not None and not 1 <= url.port <= 65535:
+        raise BadDatabaseUrl(f"database URL port {url.port} is not a port number (1 to 65535)")
+    host = url.host
+    if host is None or host == "":
+        return
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        ascii_host = ""
+    if not _HOSTNAME.fullmatch(ascii_host):
+        raise BadDatabaseUrl(f"database URL host {host!r} is not a host name or an IP address")
 
 
 _POOL_OPTIONS: dict[str, type[int] | type[float] | type[bool]] = {
@@ -118,9 +155,14 @@ class DatabaseUrl:
                 twice or not a (non-negative) number or flag, an option asyncpg does not know,
                 PostgreSQL without asyncpg installed, or an in-memory SQLite database.
         """
+        if isinstance(raw, str):
+            try:
+                raw.encode("utf-8")
+            except UnicodeEncodeError:
+                raise BadDatabaseUrl("database URL must be valid UTF-8") from None
         try:
             url = make_url(raw)
-        except ArgumentError:
+        except (ArgumentError, ValueError):  # ValueError: a port that is not a number
             raise BadDatabaseUrl(
                 "database URL is not a URL like sqlite+aiosqlite:///./handoff.db "
                 "or postgresql+asyncpg://user@host/db"
@@ -131,6 +173,7 @@ class DatabaseUrl:
                 f"database URL scheme {url.drivername!r} is not supported; "
                 "use sqlite+aiosqlite:// or postgresql+asyncpg://"
             )
+        _check_address(url)
         query = dict(url.query)
         pool: dict[str, Any] = {}
         own: dict[str, Any] = {}

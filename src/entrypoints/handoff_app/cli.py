@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from handoff_app.settings import Settings, SettingsError
@@ -41,6 +42,19 @@ def _port(raw: str) -> int:
     return value
 
 
+def _host(raw: str) -> str:
+    """A name or address to listen on, as the resolver will take it (IDNA for a non-ASCII name):
+    bytes that are not UTF-8 or a name IDNA refuses are a usage mistake, not an 'unexpected
+    error' from getaddrinfo."""
+    if not raw:
+        raise argparse.ArgumentTypeError("must not be empty")
+    try:
+        raw.encode("idna")
+    except UnicodeError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a host name or an address") from None
+    return raw
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="handoff",
@@ -50,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the HTTP API (and the delivery worker)")
-    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--host", type=_host, default="127.0.0.1")
     serve.add_argument("--port", type=_port, default=8000)
     serve.add_argument("--workers", type=int, default=1, help="server processes (PostgreSQL)")
     serve.add_argument("--no-worker", action="store_true", help="do not run the delivery worker")
@@ -217,7 +231,9 @@ async def _db(args: argparse.Namespace, settings: Settings) -> int:
 async def _members(args: argparse.Namespace, settings: Settings) -> int:
     from handoff_app.container import build_services
 
-    services = await build_services(settings)
+    # Only `add` may make a SQLite store; listing or removing in one that does not exist yet
+    # must not leave an empty database behind.
+    services = await build_services(settings, create_store=args.members_command == "add")
     try:
         if args.members_command == "add":
             m = await services.members.upsert(
@@ -254,7 +270,7 @@ async def _token(args: argparse.Namespace, settings: Settings) -> int:
         raise SettingsError(f"--ttl must be a positive number of seconds, at most {TOKEN_TTL_MAX}")
     if not settings.jwt_secret:
         raise SettingsError("HANDOFF_JWT_SECRET is not set; a token is signed with it")
-    services = await build_services(settings)
+    services = await build_services(settings, create_store=False)
     try:
         member = await services.members.get(args.account, args.member)
     finally:
@@ -278,7 +294,7 @@ async def _login_link(args: argparse.Namespace, settings: Settings) -> int:
 
     if not 0 < args.ttl <= 7 * 86400:
         raise SettingsError("--ttl must be more than 0 and at most 604800 seconds (7 days)")
-    services = await build_services(settings)
+    services = await build_services(settings, create_store=False)
     try:
         code = await SignInService(services.uow, services.clock).issue(
             args.account, args.member, timedelta(seconds=args.ttl)
@@ -324,9 +340,8 @@ def _loop_factory(command: str) -> Callable[[], asyncio.AbstractEventLoop] | Non
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
+    if args.command is None:  # a usage mistake, as argparse has it for a missing command
+        parser.error(f"a command is required: one of {', '.join(COMMANDS)}")
     logging.basicConfig(
         level=logging.INFO if args.command in ("serve", "worker") else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
@@ -334,6 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         _check_ids(args)
+        _check_options(args)
         settings = Settings.from_env() if args.command != "demo" else Settings()
         if args.command == "serve" and args.workers > 1:
             return _serve_many(args, settings)
@@ -370,6 +386,40 @@ def _check_ids(args: argparse.Namespace) -> None:
         value = getattr(args, name, None)
         if value is not None:
             check_id(name, value)
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Every other option that is not checked by argparse itself, before anything opens the
+    store or writes a file: a bad value is a usage mistake (exit 2) that changes nothing.
+
+    Raises `ValidationError` naming the field, or `SettingsError`."""
+    if args.command == "members" and args.members_command == "add":
+        from handoff_core.model import Member
+        from handoff_mail import check_address
+
+        member = Member.register(
+            account_id=args.account, id=args.id, email=args.email, name=args.name, role=args.role
+        )
+        check_address(member.email)  # what MemberService.upsert holds it to
+    elif args.command == "demo" and args.dir is not None:
+        _check_demo_dir(args.dir)
+
+
+def _check_demo_dir(folder: str) -> None:
+    """`demo --dir`: a folder it can print and put in a database URL, new or empty."""
+    if folder == "":
+        raise SettingsError("--dir: must not be empty (leave it out for a temporary folder)")
+    try:
+        folder.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SettingsError(
+            "--dir: must be valid UTF-8 (its path is printed and put in the database URL)"
+        ) from None
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
+        raise SettingsError(f"--dir: {folder} is not a folder")
+    if path.is_dir() and any(path.iterdir()):
+        raise SettingsError(f"demo folder {folder} is not empty; give a new or empty one")
 
 
 def _option(args: argparse.Namespace, field: str) -> str:

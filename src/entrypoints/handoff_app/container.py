@@ -5,8 +5,11 @@ through the core's one wiring, `handoff_core.bootstrap.wire`."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from attrs import define
 
@@ -25,6 +28,9 @@ from handoff_core.services.members import MemberService
 from handoff_core.services.queries import Queries
 from handoff_core.services.streams import StreamService
 from handoff_core.services.webhooks import WebhookService
+
+if TYPE_CHECKING:
+    from handoff_sql import SqlDatabase
 
 log = logging.getLogger("handoff.app")
 
@@ -81,7 +87,7 @@ def _mail_sender(settings: Settings) -> tuple[MailSender, Callable[[], Awaitable
 
 
 async def _store(
-    settings: Settings,
+    settings: Settings, *, create: bool = True
 ) -> tuple[
     UnitOfWorkFactory,
     LivePresence | None,
@@ -98,7 +104,9 @@ async def _store(
     from handoff_sql import SqlDatabase, ensure_schema, head, require_current_schema
 
     db = SqlDatabase(settings.database_url)
-    if db.target.is_sqlite:
+    if db.target.is_sqlite and not create:
+        _require_sqlite_file(db)
+    elif db.target.is_sqlite:
         await ensure_schema(settings.database_url)  # an embedded database makes itself
     await db.start()
     try:
@@ -116,6 +124,23 @@ async def _store(
 
     presence = db.presence() if settings.push_mode == "pg" else None
     return db, presence, ready, [db.close]
+
+
+def _require_sqlite_file(db: SqlDatabase) -> None:
+    """For a command that only reads: a SQLite file that is missing or empty has no schema, and
+    opening it would leave a new database behind; say so instead of writing anything."""
+    from handoff_sql import SchemaNotCurrent
+    from handoff_sql.migrate import schema_problem
+
+    path = Path(os.path.expanduser(db.target.url.database or ""))
+    if not path.exists():
+        raise SchemaNotCurrent(
+            f"the database {db.where} does not exist; run `handoff db upgrade` first"
+        )
+    if path.is_file() and path.stat().st_size == 0:
+        problem = schema_problem(db.where, None)
+        assert problem is not None
+        raise problem
 
 
 async def _hub(settings: Settings, uow: UnitOfWorkFactory) -> LiveHub:
@@ -156,13 +181,19 @@ class Adapters:
     targets: WebhookTargets | None = None
 
 
-async def open_adapters(settings: Settings, *, clock: Clock | None = None) -> Adapters:
+async def open_adapters(
+    settings: Settings, *, clock: Clock | None = None, create_store: bool = True
+) -> Adapters:
     """Open what needs opening (the database, the push hub, the SMTP pool) for `settings`.
-    Raises StorageUnavailable (and SchemaNotCurrent on PostgreSQL) when the store cannot serve."""
+    Raises StorageUnavailable (and SchemaNotCurrent on PostgreSQL) when the store cannot serve.
+
+    An empty SQLite database is given its schema, unless `create_store` is False (a command that
+    only reads): then a SQLite file that does not exist yet is refused with SchemaNotCurrent
+    and nothing is created."""
     from handoff_push import InProcessPresence
     from handoff_webhook import HttpWebhookSender, WebhookSettings
 
-    uow, db_presence, ready, closers = await _store(settings)
+    uow, db_presence, ready, closers = await _store(settings, create=create_store)
     hub = await _hub(settings, uow)
     closers.append(hub.close)
     mail, close_mail = _mail_sender(settings)
@@ -245,9 +276,14 @@ def wire_services(settings: Settings, adapters: Adapters) -> Services:
     )
 
 
-async def build_services(settings: Settings, *, clock: Clock | None = None) -> Services:
-    """`wire_services` over `open_adapters`: what the HTTP API, the worker and the CLI run."""
-    return wire_services(settings, await open_adapters(settings, clock=clock))
+async def build_services(
+    settings: Settings, *, clock: Clock | None = None, create_store: bool = True
+) -> Services:
+    """`wire_services` over `open_adapters`: what the HTTP API, the worker and the CLI run.
+    `create_store=False`: see `open_adapters`."""
+    return wire_services(
+        settings, await open_adapters(settings, clock=clock, create_store=create_store)
+    )
 
 
 def _figures(

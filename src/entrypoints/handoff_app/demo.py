@@ -18,6 +18,7 @@ import re
 import secrets
 import shlex
 import socket
+import sys
 import tempfile
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -346,18 +347,21 @@ async def run_demo(folder: str | None = None, keep: bool = False) -> int:
         else:
             path = _fresh(folder)
         if path is None:
-            print(f"handoff: demo folder {folder} is not empty; give a new or empty one")
+            print(
+                f"handoff: demo folder {folder} is not empty; give a new or empty one",
+                file=sys.stderr,
+            )
             return 2
         try:
             await _demo(path, kept=True)
         except (DemoFailed, TimeoutError) as exc:
-            print(f"handoff: demo failed: {exc or 'timed out'}")
+            print(f"handoff: demo failed: {exc or 'timed out'}", file=sys.stderr)
             return 1
         return 0
     with tempfile.TemporaryDirectory(prefix="handoff-demo-") as tmp:
         try:
             await _demo(Path(tmp))
         except (DemoFailed, TimeoutError) as exc:
-            print(f"handoff: demo failed: {exc or 'timed out'}")
+            print(f"handoff: demo failed: {exc or 'timed out'}", file=sys.stderr)
             return 1
     return 0

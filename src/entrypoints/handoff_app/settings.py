@@ -47,12 +47,15 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
 
 
 def _database_url(raw: str) -> str:
-    scheme = urlsplit(raw).scheme
+    try:
+        scheme = urlsplit(raw).scheme
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL" for an unclosed [
+        raise SettingsError(f"HANDOFF_DATABASE_URL is not a URL: {exc}") from None
     if scheme == "memory":
         return raw
     if scheme in ("sqlite", "sqlite+aiosqlite"):
         url = raw.replace("sqlite://", "sqlite+aiosqlite://", 1) if scheme == "sqlite" else raw
-        return _usable(url)
+        return _sqlite_folder_exists(_usable(url))
     if scheme in ("postgresql", "postgres", "postgresql+asyncpg"):
         rest = raw.split("://", 1)[1]
         return _usable(f"postgresql+asyncpg://{rest}")
@@ -88,6 +91,35 @@ def _usable(url: str) -> str:
     except BadDatabaseUrl as exc:
         raise SettingsError(f"HANDOFF_DATABASE_URL: {exc}") from None
     return url
+
+
+def _sqlite_folder_exists(url: str) -> str:
+    """The URL, once the folder its SQLite file goes in is known to exist: a command may create
+    the file (`db upgrade`, `serve`, `members add`), never the folders above it, which a typo in
+    the path would otherwise leave behind."""
+    from handoff_sql import DatabaseUrl
+
+    database = DatabaseUrl.parse(url).url.database or ""
+    folder = os.path.dirname(os.path.abspath(os.path.expanduser(database)))
+    if not os.path.isdir(folder):
+        raise SettingsError(
+            f"HANDOFF_DATABASE_URL: the folder {folder} of the SQLite database does not exist "
+            "or is not a folder; create it first"
+        )
+    return url
+
+
+def _unicode(env: Mapping[str, str]) -> None:
+    """Bytes that are not UTF-8 in a setting arrive as lone surrogates, which no URL, path or
+    secret can use: refuse them here, naming the variable, instead of deep in a driver."""
+    for name, value in env.items():
+        if name.startswith("HANDOFF_"):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise SettingsError(
+                    f"{name} must be valid UTF-8 (it holds bytes that are not)"
+                ) from None
 
 
 def _usable_smtp(url: str, mail_from: str) -> None:
@@ -170,6 +202,7 @@ class Settings:
         """The settings from `env` (default: the process environment). Raises SettingsError, a
         one-line message naming the variable, for any value that cannot be used."""
         env = os.environ if env is None else env
+        _unicode(env)
         push = env.get("HANDOFF_PUSH", "auto") or "auto"
         if push not in ("auto", "inprocess", "pg"):
             raise SettingsError(f"HANDOFF_PUSH={push!r} must be auto, inprocess or pg")
