@@ -83,7 +83,28 @@ async def test_a_time_claim_that_is_not_a_number_is_refused(remote: Api, name: s
     r = await members_with(remote, signed(claims(**{name: later})))
     assert (r.status_code, r.json()["error"]) == (401, "unauthorized")
     if name == "exp":  # PyJWT itself refuses a string iat or nbf; it would read this exp
-        assert r.json()["detail"] == "the token's exp must be a number (seconds since the epoch)"
+        assert r.json()["detail"] == NOT_A_TIME.format(name="exp")
+
+
+NOT_A_TIME = "the token's {name} must be a number (seconds since the epoch, before the year 10000)"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("exp", True),  # PyJWT reads it as 1: "expired" would be the wrong reason
+        ("exp", 10**400),  # would never expire
+        ("exp", 253_402_300_800),  # one second into the year 10000
+        ("iat", True),
+        ("nbf", False),
+    ],
+)
+async def test_a_time_claim_no_calendar_holds_is_refused_as_such(
+    remote: Api, name: str, value: object
+) -> None:
+    r = await members_with(remote, signed(claims(**{name: value})))
+    assert r.status_code == 401
+    assert r.json()["detail"] == NOT_A_TIME.format(name=name)
 
 
 # --- the last owner -----------------------------------------------------------------------------

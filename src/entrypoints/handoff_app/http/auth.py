@@ -73,7 +73,8 @@ def read_token(settings: Settings, token: str) -> tuple[str, str]:
     """(account_id, member_id) from a valid, unexpired token.
 
     Raises `ApiRefusal` (401) for a token that is not signed with the secret, has expired, lacks
-    `exp`, `sub` or `account_id`, has a time claim that is not a number, or whose `sub` or
+    `exp`, `sub` or `account_id`, has a time claim that is not a number (or is past the year
+    9999), or whose `sub` or
     `account_id` is not an id (`check_id`: 1 to 128 characters, no whitespace, control
     characters, `/` or lone surrogates); `SettingsError` when no JWT secret is set."""
     try:
@@ -85,21 +86,35 @@ def read_token(settings: Settings, token: str) -> tuple[str, str]:
             leeway=LEEWAY_SECONDS,
         )
     except jwt.ExpiredSignatureError:
+        # The signature was checked before the time claims: what the token says can be trusted
+        # enough to say which is wrong. PyJWT reads `"exp": true` as 1, long past.
+        said = jwt.decode(token, options={"verify_signature": False})
+        if not _is_time(said.get("exp")):
+            raise unauthorized(_NOT_A_TIME.format(name="exp")) from None
         raise unauthorized("the token has expired") from None
     except jwt.PyJWTError:
         raise unauthorized("the token is not valid") from None
     for name in TIME_CLAIMS:
-        if name in claims and not _is_number(claims[name]):
-            raise unauthorized(f"the token's {name} must be a number (seconds since the epoch)")
+        if name in claims and not _is_time(claims[name]):
+            raise unauthorized(_NOT_A_TIME.format(name=name))
     account_id, member_id = claims.get("account_id"), claims.get("sub")
     if not (_is_id(account_id) and _is_id(member_id)):
         raise unauthorized("the token's account_id and sub must be account and member ids")
     return account_id, member_id
 
 
-def _is_number(value: object) -> bool:
-    """A JSON number, as RFC 7519 says a NumericDate is: PyJWT alone would take "1e10" too."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
+_NOT_A_TIME = "the token's {name} must be a number (seconds since the epoch, before the year 10000)"
+TIME_MAX = 253_402_300_799  # 9999-12-31T23:59:59Z: a later "time" never expires, in effect
+
+
+def _is_time(value: object) -> bool:
+    """A JSON number, as RFC 7519 says a NumericDate is (PyJWT alone would take "1e10" and
+    `true` too), and one a calendar can hold: |value| ≤ TIME_MAX."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and -TIME_MAX <= value <= TIME_MAX
+    )
 
 
 def _is_id(value: object) -> TypeGuard[str]:
