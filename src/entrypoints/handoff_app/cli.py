@@ -71,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="run the delivery worker alone")
     worker.add_argument("--once", action="store_true", help="one pass, then exit")
+    worker.add_argument(
+        "--metrics-port", type=_port, default=None,
+        help="serve this worker's /metrics (its heartbeat) on --metrics-host:PORT",
+    )  # fmt: skip
+    worker.add_argument("--metrics-host", type=_host, default="127.0.0.1")
 
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
@@ -206,13 +211,32 @@ async def _worker(args: argparse.Namespace, settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        stop_metrics = None
+        if args.metrics_port is not None:
+            from handoff_app.metrics import serve_worker_metrics
+
+            where = f"{args.metrics_host}:{args.metrics_port}"
+            try:
+                stop_metrics = serve_worker_metrics(
+                    services.delivery, args.metrics_host, args.metrics_port
+                )
+            except OSError as exc:
+                raise SettingsError(f"--metrics-port: cannot serve on {where}: {exc}") from None
+            print(f"handoff worker metrics on http://{where}/metrics", flush=True)
         tune_collector()
         print(f"handoff worker {services.delivery.worker_id} running; SIGTERM stops it", flush=True)
         wake = asyncio.Event()
         services.hub.on_event(wake.set)  # PostgreSQL: a commit anywhere wakes this worker
-        await services.delivery.run(
-            stop, poll_seconds=settings.worker_poll_seconds, lanes=settings.worker_lanes, wake=wake
-        )
+        try:
+            await services.delivery.run(
+                stop,
+                poll_seconds=settings.worker_poll_seconds,
+                lanes=settings.worker_lanes,
+                wake=wake,
+            )
+        finally:
+            if stop_metrics is not None:
+                stop_metrics()
         return 0
     finally:
         await services.close()

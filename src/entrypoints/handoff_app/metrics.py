@@ -8,6 +8,9 @@ Two kinds of figures, so that `serve --workers N` answers the same from any proc
   database): the same from every process;
 - kept by this process (`handoff_http_request_duration_seconds`, and `handoff_streams_open` where
   presence is in-process, i.e. one process on SQLite): Prometheus sums the processes it scrapes.
+
+A standalone `handoff worker --metrics-port P` serves its heartbeat alone
+(`serve_worker_metrics`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
     generate_latest,
+    start_http_server,
 )
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -126,6 +130,40 @@ class _StoreCollector(Collector):
                 "When this process's delivery worker last finished a pass (Unix time)",
                 value=self._worker_last_pass,
             )
+
+
+class _WorkerCollector(Collector):
+    """A standalone worker's own figure: its heartbeat (the store's figures come from any
+    `serve`'s /metrics, the same from every process)."""
+
+    def __init__(self, delivery: HeartbeatDelivery) -> None:
+        self._delivery = delivery
+
+    def collect(self) -> Iterator[Metric]:
+        if self._delivery.last_pass is not None:
+            yield GaugeMetricFamily(
+                "handoff_worker_last_pass_timestamp_seconds",
+                "When this process's delivery worker last finished a pass (Unix time)",
+                value=self._delivery.last_pass,
+            )
+
+
+def serve_worker_metrics(delivery: DeliveryService, host: str, port: int) -> Callable[[], None]:
+    """Serve `GET /metrics` for a standalone `handoff worker` on host:port, from a thread of
+    prometheus-client's own: the worker's heartbeat,
+    `handoff_worker_last_pass_timestamp_seconds`, for an alert when it stops. Returns what stops
+    it. Raises OSError when the address cannot be bound."""
+    registry = CollectorRegistry(auto_describe=False)
+    if isinstance(delivery, HeartbeatDelivery):
+        registry.register(_WorkerCollector(delivery))
+    server, thread = start_http_server(port, addr=host, registry=registry)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+    return stop
 
 
 def _bound(seconds: float) -> str:
