@@ -80,6 +80,11 @@ def is_permanent(code: int) -> bool:
     return 500 <= code < 600
 
 
+def _as_error(result: SMTPResponse | Exception) -> Exception:
+    """A refusal as the exception aiosmtplib would have raised for it; an exception as it is."""
+    return SMTPResponseException(*result) if isinstance(result, SMTPResponse) else result
+
+
 @define
 class _Batch:
     """One `send` call: what is left to send, and what became of the rest."""
@@ -425,21 +430,15 @@ class SmtpSender(MailSender):
                     sent.again, sent.broken = index, True
                     break
                 elif chained is None:
-                    failure = (
-                        SMTPResponseException(*result)
-                        if isinstance(result, SMTPResponse)
-                        else result
-                    )
+                    failure = _as_error(result)
                     if not isinstance(result, SMTPResponse):
                         conn.close()
                     break
                 else:  # the message was refused or lost with the next notice already written
-                    error: Exception
-                    if isinstance(result, SMTPResponse):
-                        error = SMTPResponseException(*result)
-                        permanent = is_permanent(result.code)
-                    else:
-                        error, permanent = result, False
+                    error = _as_error(result)
+                    permanent = isinstance(error, SMTPResponseException) and is_permanent(
+                        error.code
+                    )
                     failed = SendOutcome(did, ok=False, permanent=permanent, error=describe(error))
                     sent.outcomes.append((index, failed))
                     if not conn.is_connected or not isinstance(result, SMTPResponse):

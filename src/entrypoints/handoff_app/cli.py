@@ -10,7 +10,6 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from pathlib import Path
 from typing import Any, NoReturn
 
 from handoff_app.settings import Settings, SettingsError
@@ -415,6 +414,7 @@ def _check_ids(args: argparse.Namespace) -> None:
 def _check_options(args: argparse.Namespace) -> None:
     """Every other option that is not checked by argparse itself, before anything opens the
     store or writes a file: a bad value is a usage mistake (exit 2) that changes nothing.
+    (`demo --dir` is checked by the demo itself, before it writes anything.)
 
     Raises `ValidationError` naming the field, or `SettingsError`."""
     if args.command == "members" and args.members_command == "add":
@@ -425,25 +425,6 @@ def _check_options(args: argparse.Namespace) -> None:
             account_id=args.account, id=args.id, email=args.email, name=args.name, role=args.role
         )
         check_address(member.email)  # what MemberService.upsert holds it to
-    elif args.command == "demo" and args.dir is not None:
-        _check_demo_dir(args.dir)
-
-
-def _check_demo_dir(folder: str) -> None:
-    """`demo --dir`: a folder it can print and put in a database URL, new or empty."""
-    if folder == "":
-        raise SettingsError("--dir: must not be empty (leave it out for a temporary folder)")
-    try:
-        folder.encode("utf-8")
-    except UnicodeEncodeError:
-        raise SettingsError(
-            "--dir: must be valid UTF-8 (its path is printed and put in the database URL)"
-        ) from None
-    path = Path(folder)
-    if path.exists() and not path.is_dir():
-        raise SettingsError(f"--dir: {folder} is not a folder")
-    if path.is_dir() and any(path.iterdir()):
-        raise SettingsError(f"demo folder {folder} is not empty; give a new or empty one")
 
 
 def _option(args: argparse.Namespace, field: str) -> str:

@@ -332,26 +332,40 @@ async def _demo(folder: Path, kept: bool = False) -> None:
     _say("\nDemo finished: everything above went through the real HTTP API, SQLite and Maildir.")
 
 
-def _fresh(folder: str) -> Path | None:
-    """The folder, made if need be, or None if it already holds something."""
+def folder_problem(folder: str) -> str | None:
+    """Why `folder` (`demo --dir`) cannot hold a kept demo, or None: it is printed and put in a
+    database URL, and must be new or empty. Checked before anything is written."""
+    if folder == "":
+        return "--dir: must not be empty (leave it out for a temporary folder)"
+    try:
+        folder.encode("utf-8")
+    except UnicodeEncodeError:
+        return "--dir: must be valid UTF-8 (its path is printed and put in the database URL)"
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
+        return f"--dir: {folder} is not a folder"
+    if path.is_dir() and any(path.iterdir()):
+        return f"demo folder {folder} is not empty; give a new or empty one"
+    return None
+
+
+def _made(folder: str) -> Path:
+    """The folder, made if need be (with the folders above it)."""
     path = Path(folder).resolve()
     path.mkdir(parents=True, exist_ok=True)
-    return None if any(path.iterdir()) else path
+    return path
 
 
 async def run_demo(folder: str | None = None, keep: bool = False) -> int:
     """Run the demo in `folder` (kept) or a temporary one (deleted at the end unless `keep`)."""
     if folder is not None or keep:
         if folder is None:
-            path: Path | None = Path(tempfile.mkdtemp(prefix="handoff-demo-"))
-        else:
-            path = _fresh(folder)
-        if path is None:
-            print(
-                f"handoff: demo folder {folder} is not empty; give a new or empty one",
-                file=sys.stderr,
-            )
+            path = Path(tempfile.mkdtemp(prefix="handoff-demo-"))
+        elif problem := folder_problem(folder):
+            print(f"handoff: {problem}", file=sys.stderr)
             return 2
+        else:
+            path = _made(folder)
         try:
             await _demo(path, kept=True)
         except (DemoFailed, TimeoutError) as exc:

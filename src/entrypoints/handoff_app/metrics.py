@@ -125,11 +125,7 @@ class _StoreCollector(Collector):
             "handoff_streams_open", "Live escalation streams open", value=streams
         )
         if self._worker_last_pass is not None:
-            yield GaugeMetricFamily(
-                "handoff_worker_last_pass_timestamp_seconds",
-                "When this process's delivery worker last finished a pass (Unix time)",
-                value=self._worker_last_pass,
-            )
+            yield _heartbeat(self._worker_last_pass)
 
 
 class _WorkerCollector(Collector):
@@ -141,11 +137,16 @@ class _WorkerCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         if self._delivery.last_pass is not None:
-            yield GaugeMetricFamily(
-                "handoff_worker_last_pass_timestamp_seconds",
-                "When this process's delivery worker last finished a pass (Unix time)",
-                value=self._delivery.last_pass,
-            )
+            yield _heartbeat(self._delivery.last_pass)
+
+
+def _heartbeat(last_pass: float) -> Metric:
+    """`handoff_worker_last_pass_timestamp_seconds`, from `serve` and a standalone worker alike."""
+    return GaugeMetricFamily(
+        "handoff_worker_last_pass_timestamp_seconds",
+        "When this process's delivery worker last finished a pass (Unix time)",
+        value=last_pass,
+    )
 
 
 def serve_worker_metrics(delivery: DeliveryService, host: str, port: int) -> Callable[[], None]:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 from attrs import frozen
+
+if TYPE_CHECKING:
+    from handoff_sql import DatabaseUrl
 
 N = TypeVar("N", int, float)
 
@@ -55,10 +58,12 @@ def _database_url(raw: str) -> str:
         return raw
     if scheme in ("sqlite", "sqlite+aiosqlite"):
         url = raw.replace("sqlite://", "sqlite+aiosqlite://", 1) if scheme == "sqlite" else raw
-        return _sqlite_folder_exists(_usable(url))
+        _sqlite_folder_exists(_usable(url))
+        return url
     if scheme in ("postgresql", "postgres", "postgresql+asyncpg"):
-        rest = raw.split("://", 1)[1]
-        return _usable(f"postgresql+asyncpg://{rest}")
+        url = f"postgresql+asyncpg://{raw.split('://', 1)[1]}"
+        _usable(url)
+        return url
     raise SettingsError(
         f"HANDOFF_DATABASE_URL has scheme {scheme!r}; use sqlite+aiosqlite://, "
         "postgresql+asyncpg:// or memory://"
@@ -82,31 +87,28 @@ def _origins(raw: str) -> tuple[str, ...]:
     return tuple(found)
 
 
-def _usable(url: str) -> str:
-    """The URL, once the SQL adapter agrees it can use it (options, driver installed)."""
+def _usable(url: str) -> DatabaseUrl:
+    """The URL as the SQL adapter reads it, once it agrees it can use it (options, driver
+    installed)."""
     from handoff_sql import BadDatabaseUrl, DatabaseUrl
 
     try:
-        DatabaseUrl.parse(url)
+        return DatabaseUrl.parse(url)
     except BadDatabaseUrl as exc:
         raise SettingsError(f"HANDOFF_DATABASE_URL: {exc}") from None
-    return url
 
 
-def _sqlite_folder_exists(url: str) -> str:
-    """The URL, once the folder its SQLite file goes in is known to exist: a command may create
-    the file (`db upgrade`, `serve`, `members add`), never the folders above it, which a typo in
-    the path would otherwise leave behind."""
-    from handoff_sql import DatabaseUrl
-
-    database = DatabaseUrl.parse(url).url.database or ""
+def _sqlite_folder_exists(parsed: DatabaseUrl) -> None:
+    """Refuse a SQLite URL whose file would go in a folder that does not exist: a command may
+    create the file (`db upgrade`, `serve`, `members add`), never the folders above it, which a
+    typo in the path would otherwise leave behind."""
+    database = parsed.url.database or ""
     folder = os.path.dirname(os.path.abspath(os.path.expanduser(database)))
     if not os.path.isdir(folder):
         raise SettingsError(
             f"HANDOFF_DATABASE_URL: the folder {folder} of the SQLite database does not exist "
             "or is not a folder; create it first"
         )
-    return url
 
 
 def _unicode(env: Mapping[str, str]) -> None:

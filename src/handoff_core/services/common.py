@@ -76,10 +76,9 @@ async def announce(
     try:
         await announcer.committed(events, stream)
     except Exception:
-        told = ", ".join([e.type.value for e in events] + [e.type.value for e in stream])
-        log.exception(
-            "announcer failed for %s", told, extra={"events": [e.type.value for e in events]}
-        )
+        types = [e.type.value for e in events]
+        told = ", ".join(types + [e.type.value for e in stream])
+        log.exception("announcer failed for %s", told, extra={"events": types})
 
 
 async def append_stream(

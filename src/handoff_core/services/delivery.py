@@ -79,19 +79,10 @@ class DeliveryService:
             if handoff is None or handoff.intent is Intent.PARK:
                 return 0
         except StorageUnavailable as down:
-            log.warning(
-                "dispatch of handoff %s failed: %s",
-                handoff_id,
-                down.detail,
-                extra={"handoff_id": handoff_id},
-            )
+            _dispatch_failed(handoff_id, None, down)
             return 0
         except Exception:
-            log.exception(
-                "dispatch of handoff %s failed",
-                handoff_id,
-                extra={"handoff_id": handoff_id},
-            )
+            _dispatch_failed(handoff_id, None, None)
             return 0
 
         async def lane() -> int:
@@ -106,20 +97,9 @@ class DeliveryService:
                     if len(leased) < limit and not delivered.added:
                         break  # it took all that was due, and sending made nothing new
             except StorageUnavailable as down:
-                log.warning(
-                    "dispatch of handoff %s failed after %d sent: %s",
-                    handoff_id,
-                    done,
-                    down.detail,
-                    extra={"handoff_id": handoff_id, "sent": done},
-                )
+                _dispatch_failed(handoff_id, done, down)
             except Exception:
-                log.exception(
-                    "dispatch of handoff %s failed after %d sent",
-                    handoff_id,
-                    done,
-                    extra={"handoff_id": handoff_id, "sent": done},
-                )
+                _dispatch_failed(handoff_id, done, None)
             return done
 
         lanes = max(1, self._settings.lanes)
@@ -215,6 +195,22 @@ class DeliveryService:
     async def email_unseen_pushes(self) -> int:
         """Email the recipients of pushes not marked seen in time; how many."""
         return await self._followups.email_unseen_pushes()
+
+
+def _dispatch_failed(handoff_id: str, sent: int | None, down: StorageUnavailable | None) -> None:
+    """One log line for a dispatch that stopped: a warning when the store was `down` (expected
+    while it is), else the error with its traceback (call it from the `except`); `sent` is how
+    many had gone by then, where known."""
+    after = "" if sent is None else f" after {sent} sent"
+    extra: dict[str, object] = {"handoff_id": handoff_id}
+    if sent is not None:
+        extra["sent"] = sent
+    if down is not None:
+        log.warning(
+            "dispatch of handoff %s failed%s: %s", handoff_id, after, down.detail, extra=extra
+        )
+    else:
+        log.exception("dispatch of handoff %s failed%s", handoff_id, after, extra=extra)
 
 
 async def _idle(stop: asyncio.Event, wake: asyncio.Event | None, seconds: float) -> None:

@@ -32,6 +32,8 @@ ALGORITHM = "HS256"
 # a little late (exp just past) is still good within this many seconds (SPEC §13).
 LEEWAY_SECONDS = 30
 TIME_CLAIMS = ("exp", "iat", "nbf")
+TIME_MAX = 253_402_300_799  # 9999-12-31T23:59:59Z: a later "time" never expires, in effect
+_NOT_A_TIME = "the token's {name} must be a number (seconds since the epoch, before the year 10000)"
 
 bearer = HTTPBearer(
     scheme_name="BearerToken", auto_error=False, description="A JWT minted with HANDOFF_JWT_SECRET"
@@ -74,9 +76,9 @@ def read_token(settings: Settings, token: str) -> tuple[str, str]:
 
     Raises `ApiRefusal` (401) for a token that is not signed with the secret, has expired, lacks
     `exp`, `sub` or `account_id`, has a time claim that is not a number (or is past the year
-    9999), or whose `sub` or
-    `account_id` is not an id (`check_id`: 1 to 128 characters, no whitespace, control
-    characters, `/` or lone surrogates); `SettingsError` when no JWT secret is set."""
+    9999), or whose `sub` or `account_id` is not an id (`check_id`: 1 to 128 characters, no
+    whitespace, control characters, `/` or lone surrogates); `SettingsError` when no JWT secret
+    is set."""
     try:
         claims = jwt.decode(
             token,
@@ -101,10 +103,6 @@ def read_token(settings: Settings, token: str) -> tuple[str, str]:
     if not (_is_id(account_id) and _is_id(member_id)):
         raise unauthorized("the token's account_id and sub must be account and member ids")
     return account_id, member_id
-
-
-_NOT_A_TIME = "the token's {name} must be a number (seconds since the epoch, before the year 10000)"
-TIME_MAX = 253_402_300_799  # 9999-12-31T23:59:59Z: a later "time" never expires, in effect
 
 
 def _is_time(value: object) -> bool:
