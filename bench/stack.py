@@ -194,14 +194,18 @@ class Server:
         split: int = 0,
         workers: int = 1,
         worker_nice: int = 0,
+        sends: bool = True,
     ) -> None:
         """`split` > 0: the PostgreSQL layout for storms (README, "Running on PostgreSQL"): `serve
         --no-worker` sends nothing itself (HANDOFF_DISPATCH_CONCURRENCY=0) and one `handoff
         worker` process beside it sends `split` batches at once, woken by each commit.
         `workers` > 1: `serve --workers N` (PostgreSQL only), `pid` being uvicorn's supervisor.
-        `worker_nice`: the worker runs under `nice -n` that (README: answers first in a storm)."""
+        `worker_nice`: the worker runs under `nice -n` that (README: answers first in a storm).
+        `sends` False (with `split`): no worker is started, so the server only answers and its
+        notices stay in the outbox (B6's requests beside raw aiosmtplib)."""
         self.port = free_port()
         self.split = split
+        self.sends = sends
         self.worker_nice = worker_nice
         self.name = name
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -249,7 +253,7 @@ class Server:
         return self.process.pid
 
     async def start(self) -> None:
-        if self.split:
+        if self.split and self.sends:
             worker_log = self._workdir / f"{self.name}-worker.log"
             with worker_log.open("wb") as log:
                 nice = ["nice", "-n", str(self.worker_nice)] if self.worker_nice else []
@@ -434,9 +438,14 @@ class Child:
         answer: dict[str, Any] = json.loads(line)
         return answer
 
-    async def ask(self, command: str, timeout: float = 30.0) -> dict[str, Any]:
+    def tell(self, command: str) -> None:
+        """Write one command line now, without waiting (read its answer with `answer`)."""
         assert self.process is not None and self.process.stdin is not None
         self.process.stdin.write(command.encode() + b"\n")
+
+    async def ask(self, command: str, timeout: float = 30.0) -> dict[str, Any]:
+        assert self.process is not None and self.process.stdin is not None
+        self.tell(command)
         await self.process.stdin.drain()
         return await self.answer(timeout)
 

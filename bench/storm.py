@@ -176,9 +176,14 @@ def tally(
 
 
 async def fire(
-    port: int, requests: list[list[bytes]], storm: Storm, id_key: str
+    port: int,
+    requests: list[list[bytes]],
+    storm: Storm,
+    id_key: str,
+    started: Callable[[], None] | None = None,
 ) -> list[list[str]]:
-    """Every client sends its requests one after another, all clients at once; handoff ids."""
+    """Every client sends its requests one after another, all clients at once; handoff ids.
+    `started` is called as the clock starts, before the first request is written."""
     conns = [HttpConnection("127.0.0.1", port) for _ in requests]
     for conn in conns:
         await conn.open()
@@ -198,6 +203,8 @@ async def fire(
     storm.sent = sum(len(r) for r in requests)
     try:
         storm.start = loop.time()
+        if started is not None:
+            started()
         ids = await asyncio.gather(*(client(c, r) for c, r in zip(conns, requests, strict=True)))
         storm.answered = loop.time()
     finally:
