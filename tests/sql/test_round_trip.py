@@ -1,5 +1,6 @@
-"""What is loaded equals what was saved: generated sessions and handoffs, unicode and nested
-context up to the 256 KiB limit, through SQLite and PostgreSQL."""
+"""What is loaded equals what was saved: generated sessions, handoffs and their deliveries,
+unicode and nested context up to the 256 KiB limit, through SQLite and PostgreSQL (whose
+deliveries go in as one array per column)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,14 @@ from handoff_core.errors import ValidationError
 from handoff_core.model import (
     CONTEXT_MAX_BYTES,
     SENIOR_ROLES,
+    Channel,
+    Delivery,
+    DeliveryStatus,
     EscalationPolicy,
     Handoff,
     HandoffStatus,
     Intent,
+    NoticeKind,
     Session,
     SessionStatus,
     check_context,
@@ -121,8 +126,47 @@ def sessions_and_handoffs(draw: st.DrawFn) -> tuple[Session, Handoff]:
     return session, handoff
 
 
-def _utc_times(obj: Session | Handoff) -> bool:
-    times = [getattr(obj, n, None) for n in ("created_at", "updated_at", "claimed_at", "closed_at")]
+@st.composite
+def deliveries_of(draw: st.DrawFn, handoff: Handoff) -> list[Delivery]:
+    """Deliveries of `handoff` with every column drawn, distinct ids."""
+    found = draw(st.lists(ids, max_size=25, unique=True))
+    return [
+        Delivery(
+            id=delivery_id,
+            account_id=handoff.account_id,
+            handoff_id=handoff.id,
+            recipient_id=draw(ids),
+            address=draw(column_text),
+            channel=draw(st.sampled_from(Channel)),
+            kind=draw(st.sampled_from(NoticeKind)),
+            created_at=draw(moments),
+            next_attempt_at=draw(moments),
+            status=draw(st.sampled_from(DeliveryStatus)),
+            attempts=draw(small),
+            last_error=draw(st.none() | column_text),
+            sent_at=draw(st.none() | moments),
+            round=draw(small),
+            leased_by=draw(st.none() | column_text),
+            leased_until=draw(st.none() | moments),
+            stream_seq=draw(st.none() | st.integers(min_value=0, max_value=2**63 - 1)),
+            confirm_by=draw(st.none() | moments),
+            seen_at=draw(st.none() | moments),
+            payload=draw(st.none() | st.dictionaries(json_text, json_values, max_size=4)),
+        )
+        for delivery_id in found
+    ]
+
+
+@st.composite
+def saved_together(draw: st.DrawFn) -> tuple[Session, Handoff, list[Delivery]]:
+    session, handoff = draw(sessions_and_handoffs())
+    return session, handoff, draw(deliveries_of(handoff))
+
+
+def _utc_times(obj: Session | Handoff | Delivery) -> bool:
+    names = ("created_at", "updated_at", "claimed_at", "closed_at", "next_attempt_at", "sent_at",
+             "leased_until", "confirm_by", "seen_at")  # fmt: skip
+    times = [getattr(obj, n, None) for n in names]
     return all(t.utcoffset() == timedelta(0) for t in times if isinstance(t, datetime))
 
 
@@ -130,14 +174,21 @@ def test_what_is_loaded_equals_what_was_saved(sql_url: str) -> None:
     with asyncio.Runner() as runner:
         db = SqlDatabase(sql_url)
 
-        async def round_trip(session: Session, handoff: Handoff) -> None:
+        async def round_trip(session: Session, handoff: Handoff, sent: list[Delivery]) -> None:
             async with db() as uow:
                 await uow.sessions.add(session)
                 await uow.handoffs.add(handoff)
+                await uow.deliveries.add_many(sent)
                 await uow.commit()
             async with db() as uow:
                 loaded_session = await uow.sessions.get(session.account_id, session.id)
                 loaded_handoff = await uow.handoffs.get(handoff.account_id, handoff.id)
+                loaded = await uow.deliveries.for_handoff(handoff.account_id, handoff.id)
+            assert sorted(loaded, key=lambda d: d.id) == sorted(sent, key=lambda d: d.id)
+            assert all(_utc_times(d) for d in loaded)
+            assert [json.dumps(d.payload) for d in sorted(loaded, key=lambda d: d.id)] == [
+                json.dumps(d.payload) for d in sorted(sent, key=lambda d: d.id)
+            ]
             assert loaded_session == session
             assert loaded_handoff == handoff
             assert loaded_session is not None and loaded_handoff is not None
@@ -150,9 +201,9 @@ def test_what_is_loaded_equals_what_was_saved(sql_url: str) -> None:
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
         )
-        @given(sessions_and_handoffs())
-        def check(pair: tuple[Session, Handoff]) -> None:
-            runner.run(round_trip(*pair))
+        @given(saved_together())
+        def check(saved: tuple[Session, Handoff, list[Delivery]]) -> None:
+            runner.run(round_trip(*saved))
 
         try:
             check()
