@@ -3,10 +3,12 @@
 bench.server logged every statement of the running server (SQLAlchemy events) while the harness
 escalated one session alone. The transactions of that request — authentication, the unit of work,
 the presence lookup — are restated here as a pgbench script: the same statements with their
-captured values as literals, except the keys that must be new each time (handoff and delivery
-ids) or must name a session that exists (a pool of copies of the captured session, one range per
-client so no two clients update the same row). An executemany (asyncpg pipelines it) becomes a
-pgbench pipeline. pgbench runs with -M prepared, as asyncpg prepares its statements.
+captured values as literals (an array parameter as an ARRAY[...] of them), except the keys that
+must be new each time (handoff and delivery ids) or must name a session that exists (a pool of
+copies of the captured session, one range per client so no two clients update the same row). The
+stream is numbered by the statement itself (the head upsert and the events' insert are one WITH),
+so each pgbench transaction appends after the last. An executemany (asyncpg pipelines it)
+becomes a pgbench pipeline. pgbench runs with -M prepared, as asyncpg prepares its statements.
 """
 
 from __future__ import annotations
@@ -103,6 +105,9 @@ def short(sql: str) -> str:
     if sql.startswith("SELECT"):
         table = re.search(r"\bFROM\s+(\w+)", sql)
         return f"SELECT {table.group(1) if table else '?'}"
+    if sql.startswith("WITH"):  # data-modifying WITH: what each part writes
+        written = re.findall(r"\b(INSERT INTO|UPDATE|DELETE FROM)\s+(\w+)", sql)
+        return "WITH " + " + ".join(f"{verb.split()[0]} {table}" for verb, table in written)
     found = re.match(r"(INSERT INTO|UPDATE|DELETE FROM)\s+(\w+)", sql)
     if found:
         return f"{found.group(1).split()[0]} {found.group(2)}"
@@ -126,6 +131,16 @@ def literal(value: Any) -> str:
     return f"({quoted})" if "||" in quoted else quoted
 
 
+def array_of(value: Any) -> list[Any] | None:
+    """The elements of a captured array parameter (bench.hooks keeps a list as {"$json": ...}),
+    or None for any other value."""
+    if isinstance(value, dict) and "$json" in value:
+        found = json.loads(value["$json"])
+        if isinstance(found, list):
+            return found
+    return None
+
+
 @define
 class Restated:
     """A pgbench script and what it stands for."""
@@ -147,11 +162,16 @@ def restate(found: Sequence[Transaction], handoff_id: str) -> Restated:
                 session_id = row["params"][2]
                 account_id = row["params"][0]
             if sql.startswith("INSERT INTO deliveries"):
-                # One row per execution (executemany) or all rows in one VALUES list.
+                # One row per execution (executemany), all rows in one VALUES list, or (on
+                # PostgreSQL) one array per column, unnested.
                 columns = sql[sql.index("(") + 1 : sql.index(")")].split(", ")
-                flat = [v for p in row["params"] for v in p] if row["many"] else row["params"]
                 at = columns.index("id")
-                for k, value in enumerate(flat[at :: len(columns)]):
+                if "unnest(" in sql:
+                    ids = array_of(row["params"][at]) or []
+                else:
+                    flat = [v for p in row["params"] for v in p] if row["many"] else row["params"]
+                    ids = flat[at :: len(columns)]
+                for k, value in enumerate(ids):
                     delivery_ids[value] = k
     if not session_id:
         raise BenchError("no handoff insert in the captured escalation")
@@ -161,7 +181,7 @@ def restate(found: Sequence[Transaction], handoff_id: str) -> Restated:
         **{d: f"('pgbd-' || :h || '-{k}')" for d, k in delivery_ids.items()},
     }
 
-    def one(sql: str, params: Sequence[Any], seq: str | None = None) -> str:
+    def one(sql: str, params: Sequence[Any]) -> str:
         values = list(params)
         if sql.startswith("UPDATE sessions"):
             set_at = re.search(r"\bversion=\$(\d+)", sql)
@@ -171,11 +191,18 @@ def restate(found: Sequence[Transaction], handoff_id: str) -> Restated:
 
         def put(match: re.Match[str]) -> str:
             index = int(match.group(1)) - 1
-            if seq is not None and index == 1:  # stream_events.seq: the head this run numbered
-                return seq
             value = values[index]
             if isinstance(value, str) and value in keys:
                 return keys[value]
+            items = array_of(value)
+            if items is not None:  # an array parameter (unnest): element by element
+                return (
+                    "ARRAY["
+                    + ", ".join(
+                        keys[x] if isinstance(x, str) and x in keys else literal(x) for x in items
+                    )
+                    + "]"
+                )
             return literal(value)
 
         return PLACEHOLDER.sub(put, sql).strip() + ";"
@@ -192,14 +219,6 @@ def restate(found: Sequence[Transaction], handoff_id: str) -> Restated:
             statements.append(short(sql) + (f" x{len(row['params'])}" if row["many"] else ""))
             if sql in ("BEGIN", "COMMIT", "ROLLBACK"):
                 lines.append(sql + ";")
-            elif sql.startswith("INSERT INTO stream_events"):
-                # The account's stream is numbered at run time (the head upsert sets :head), so
-                # each pgbench transaction appends after the last, as the adapter does.
-                rows = row["params"] if row["many"] else [row["params"] or []]
-                n = len(rows)
-                lines += [one(sql, p, f"(:head - {n - 1 - k})") for k, p in enumerate(rows)]
-            elif sql.startswith("INSERT INTO stream_heads"):
-                lines.append(one(sql, row["params"] or []).removesuffix(";") + " \\gset")
             elif row["many"]:
                 lines.append("\\startpipeline")
                 lines += [one(sql, params) for params in row["params"]]
