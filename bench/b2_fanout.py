@@ -49,13 +49,8 @@ def pauses(times: list[float], over: float = 0.02) -> tuple[int, float]:
     return len(gaps), sum(gaps)
 
 
-async def raw_send(messages: list[Message], connections: int, sink: Sink) -> float:
-    """Seconds from the first send to the sink's last acceptance, on `connections` connections."""
-    pool = [aiosmtplib.SMTP(hostname="127.0.0.1", port=sink.port, timeout=30) for _ in range(
-        connections)]  # fmt: skip
-    for conn in pool:
-        await conn.connect()
-    await sink.reset()
+async def send_all(messages: list[Message], pool: list[aiosmtplib.SMTP]) -> None:
+    """Every message, each connection of `pool` taking the next one as soon as it is free."""
     queue = deque(messages)
 
     async def work(conn: aiosmtplib.SMTP) -> None:
@@ -63,10 +58,20 @@ async def raw_send(messages: list[Message], connections: int, sink: Sink) -> flo
             m = queue.popleft()
             await conn.sendmail(m.sender, m.recipients, m.data)
 
+    await asyncio.gather(*(work(c) for c in pool))
+
+
+async def raw_send(messages: list[Message], connections: int, sink: Sink) -> float:
+    """Seconds from the first send to the sink's last acceptance, on `connections` connections."""
+    pool = [aiosmtplib.SMTP(hostname="127.0.0.1", port=sink.port, timeout=30) for _ in range(
+        connections)]  # fmt: skip
+    for conn in pool:
+        await conn.connect()
+    await sink.reset()
     loop = asyncio.get_running_loop()
     try:
         start = loop.time()
-        await asyncio.wait_for(asyncio.gather(*(work(c) for c in pool)), 120)
+        await asyncio.wait_for(send_all(messages, pool), 120)
     finally:
         for conn in pool:
             await conn.quit()

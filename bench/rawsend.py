@@ -16,24 +16,16 @@ import asyncio
 import json
 import sys
 import time
-from collections import deque
 from pathlib import Path
 
 import aiosmtplib
 
-from bench.b2_fanout import Message, load
+from bench.b2_fanout import Message, load, send_all
 
 
 async def _send(messages: list[Message], pool: list[aiosmtplib.SMTP]) -> dict[str, float]:
-    queue = deque(messages)
-
-    async def work(conn: aiosmtplib.SMTP) -> None:
-        while queue:
-            m = queue.popleft()
-            await conn.sendmail(m.sender, m.recipients, m.data)
-
     start = time.monotonic()
-    await asyncio.gather(*(work(c) for c in pool))
+    await send_all(messages, pool)
     return {"start": start, "done": time.monotonic(), "sent": len(messages)}
 
 
