@@ -9,7 +9,6 @@ reads it.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -74,17 +73,6 @@ class EnumText(sa.TypeDecorator[Any]):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
         return None if value is None else self.enum(value)
-
-
-def json_dumps(value: object) -> str:
-    """Compact UTF-8 JSON. A lone surrogate (an undecodable byte in an SMTP reply, say) cannot be
-    stored by either database, so it becomes U+FFFD instead of failing the whole write."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "replace").decode("utf-8")
-    return text
 
 
 # JSON, not JSONB, on PostgreSQL too: JSONB rewrites numbers (1.2345678901234567e+20 comes back
