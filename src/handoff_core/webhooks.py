@@ -219,7 +219,7 @@ def slack_message(
     if data.get("tier"):
         headline += f" (tier {data['tier']}: nobody has taken it yet)"
     link = inbox_link(public_url)
-    text = f"{headline}: {summary}"
+    text = _mrkdwn(f"{headline}: {summary}")  # Slack reads `text` as mrkdwn too (notifications)
     section = (
         f"*{_mrkdwn(headline)}*\n*Problem:* {_mrkdwn(summary)}\n*Escalated by:* {_mrkdwn(who)}"
     )

@@ -4,6 +4,7 @@ manual clock for the outbox) with the real handoff_webhook sender."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from itertools import count
 
@@ -281,6 +282,43 @@ async def test_the_slack_format_posts_a_message_slack_accepts(world: World) -> N
     assert "Erin Escalator" in shown
     assert SUMMARY in shown
     assert f"<{PUBLIC_URL}/|Claim this escalation>" in shown  # the inbox: a channel has no one
+
+
+async def test_slack_markup_in_a_summary_is_shown_not_obeyed(world: World) -> None:
+    """`<!channel>` would page a whole channel and `<https://…|…>` would be a disguised link, in
+    the notification text as much as in the blocks."""
+    await world.endpoint("chat", "chat", ["escalation.created"], format="slack")
+    hostile = "<!channel> VPN & <https://evil.example|Claim here>"
+    session = await world.handoffs.start_session(ACME, "erin", hostile)
+    handoff_id = (await world.handoffs.escalate(ACME, "erin", session.id, "<@U123> look")).id
+    await world.delivery.dispatch(ACME, handoff_id)
+    [got] = world.receiver.got("chat")
+    body = got.json()
+    shown = [body["text"], *(b["text"]["text"] for b in body["blocks"])]
+    escaped = "&lt;!channel&gt; VPN &amp; &lt;https://evil.example|Claim here&gt;"
+    assert escaped in body["text"] and escaped in shown[1]
+    assert "&lt;@U123&gt; look" in shown[1]
+    for text in shown:
+        assert "<!channel>" not in text and "<https://evil" not in text and "<@U123>" not in text
+
+
+async def test_no_log_line_carries_a_webhook_urls_path_or_query(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Slack or Teams webhook URL is the secret itself: httpx's request line names the host."""
+    secret_path = "services-T0001-B0001-SuperSecretPath"
+    await world.hooks.put(
+        ACME, "olga", "slacky", url=world.receiver.url(f"{secret_path}?token=hunter2"),
+        events=["escalation.created"], format="slack",
+    )  # fmt: skip
+    with caplog.at_level(logging.DEBUG):
+        handoff_id = await world.escalate()
+        await world.delivery.dispatch(ACME, handoff_id)
+    assert len(world.receiver.got(secret_path)) == 1
+    # Ours and httpx's (uvicorn's lines are the receiver's, the far end's, own log).
+    lines = [r.getMessage() for r in caplog.records if not r.name.startswith("uvicorn")]
+    assert any(line.startswith("HTTP Request: POST http://127.0.0.1:") for line in lines), lines
+    assert not [line for line in lines if "SuperSecret" in line or "hunter2" in line]
 
 
 async def test_a_claim_stops_pending_announcements_but_the_claim_itself_goes(

@@ -25,6 +25,34 @@ from handoff_webhook.targets import TargetGuard
 log = logging.getLogger("handoff.webhook")
 
 RETRIED_STATUSES = frozenset({408, 429})
+REDACTED = "[redacted]"
+
+
+def redacted_url(url: httpx.URL) -> str:
+    """`url` as it may be logged: scheme, host and port, never the path or the query (a Slack or
+    Teams webhook URL is itself the secret that lets anyone post)."""
+    return str(url.copy_with(path=f"/{REDACTED}", query=None, fragment=None, userinfo=b""))
+
+
+class RedactRequestUrls(logging.Filter):
+    """On httpx's logger: its one INFO line per request (`HTTP Request: POST https://…`) names
+    the host only. httpx logs every request of every client in the process on that one logger,
+    so attaching this (which the webhook sender does) redacts other clients' lines too."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record's URL arguments in place; always keep the record (True)."""
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                redacted_url(a) if isinstance(a, httpx.URL) else a for a in record.args
+            )
+        return True
+
+
+def redact_httpx_log() -> None:
+    """Attach RedactRequestUrls to httpx's logger, once per process."""
+    logger = logging.getLogger("httpx")
+    if not any(isinstance(f, RedactRequestUrls) for f in logger.filters):
+        logger.addFilter(RedactRequestUrls())
 
 
 @frozen
@@ -50,11 +78,13 @@ def outcome_of(delivery_id: str, status: int) -> SendOutcome:
 
 
 class HttpWebhookSender(WebhookSender):
-    """Posts webhooks; `close()` closes its connection pool."""
+    """Posts webhooks; `close()` closes its connection pool. Making one attaches
+    RedactRequestUrls to httpx's logger, so no log line carries a webhook's path or query."""
 
     def __init__(self, settings: WebhookSettings | None = None) -> None:
         self.settings = settings or WebhookSettings()
         self.guard = TargetGuard(self.settings.allow_private)
+        redact_httpx_log()
         self._client: httpx.AsyncClient | None = None
         self._slots: dict[str, asyncio.Semaphore] = {}
 
