@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import mailbox
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import jwt
 import pytest
-from tests.support.cli import add_member, handoff, one_line
+from tests.support.cli import HANDOFF, add_member, environment, handoff, one_line
 
 SECRET = "an-operator-secret-of-at-least-32-bytes"
 
@@ -179,6 +181,34 @@ def test_token_mints_a_jwt_the_api_accepts(tmp_path: Path) -> None:
     claims = jwt.decode(done.stdout.strip(), SECRET, algorithms=["HS256"])
     assert (claims["sub"], claims["account_id"]) == ("eve", "acme")
     assert claims["exp"] - claims["iat"] == 60
+
+
+def test_a_reader_that_went_away_ends_the_command_quietly(tmp_path: Path) -> None:
+    """`handoff token … | true`: the pipe is closed before anything is written; the command
+    stops as a Unix tool ended by SIGPIPE does (141), with nothing on stderr."""
+    env = {
+        "HANDOFF_JWT_SECRET": SECRET,
+        "HANDOFF_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'h.db'}",
+    }
+    add_member(
+        "acme", "eve", email="eve@acme.test", name="Eve", role="engineer", cwd=tmp_path, env=env
+    )
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [*HANDOFF, "token", "--account", "acme", "--member", "eve"],
+            cwd=tmp_path,
+            env=environment(env),
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, "")
 
 
 def test_token_without_a_secret_says_so(tmp_path: Path) -> None:

@@ -402,6 +402,8 @@ def test_a_command_that_only_reads_says_an_empty_file_has_no_schema(tmp_path: Pa
     [
         (UNDECODABLE, "argument --host: '\\udcff' is not a host name or an address"),
         ("", "argument --host: must not be empty"),
+        ("a b", "argument --host: 'a b' is not a host name or an address"),
+        ("host;rm", "argument --host: 'host;rm' is not a host name or an address"),
     ],
 )
 def test_serve_refuses_a_host_no_resolver_could_take(tmp_path: Path, host: str, says: str) -> None:

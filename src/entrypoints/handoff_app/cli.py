@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -41,16 +42,23 @@ def _port(raw: str) -> int:
     return value
 
 
+# What a host name (IDNA-encoded), an IPv4 or an IPv6 address (bracketed or not, with a zone) is
+# made of: anything else, whitespace above all, no resolver would take.
+_HOST_CHARACTERS = re.compile(r"[A-Za-z0-9._:%\[\]-]+")
+
+
 def _host(raw: str) -> str:
     """A name or address to listen on, as the resolver will take it (IDNA for a non-ASCII name):
-    bytes that are not UTF-8 or a name IDNA refuses are a usage mistake, not an 'unexpected
-    error' from getaddrinfo."""
+    bytes that are not UTF-8, a name IDNA refuses or characters no host name or address has are
+    a usage mistake, not an error from getaddrinfo after the command started."""
     if not raw:
         raise argparse.ArgumentTypeError("must not be empty")
     try:
-        raw.encode("idna")
+        ascii_form = raw.encode("idna").decode("ascii")
     except UnicodeError:
         raise argparse.ArgumentTypeError(f"{raw!r} is not a host name or an address") from None
+    if not _HOST_CHARACTERS.fullmatch(ascii_form):
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a host name or an address")
     return raw
 
 
@@ -388,6 +396,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), 1)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (`| head`): nothing to report
+        return _reader_gone()
     except OSError as exc:
         return _fail(str(exc), 1)
     except Exception as exc:  # a bug: still one line (the traceback goes to the debug log)
@@ -434,6 +444,15 @@ def _option(args: argparse.Namespace, field: str) -> str:
         if name and hasattr(args, name):
             return "--" + name.replace("_", "-")
     return field
+
+
+def _reader_gone() -> int:
+    """Stop quietly, as a Unix tool that SIGPIPE ends does: exit 141 (128 + SIGPIPE), no message,
+    and stdout pointed at /dev/null so that the interpreter's last flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
 
 
 def _fail(message: str, code: int) -> int:
