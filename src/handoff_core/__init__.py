@@ -32,7 +32,7 @@ from handoff_core.model import (
     TimelineEvent,
 )
 from handoff_core.notice import Notice, NoticeBody
-from handoff_core.ports import SendOutcome
+from handoff_core.ports import WITHDRAWN, SendOutcome, Withdrawn
 from handoff_core.retry import RetrySchedule
 from handoff_core.services.delivery import DeliveryService, DeliverySettings
 from handoff_core.services.handoffs import HandoffService
@@ -44,6 +44,7 @@ from handoff_core.stream import StreamEvent, StreamEventType
 from handoff_core.webhooks import WebhookEndpoint, WebhookFormat, WebhookRequest
 
 __all__ = [
+    "WITHDRAWN",
     "AlreadyClaimed",
     "Channel",
     "Conflict",
@@ -87,4 +88,5 @@ __all__ = [
     "WebhookFormat",
     "WebhookRequest",
     "WebhookService",
+    "Withdrawn",
 ]

@@ -299,18 +299,31 @@ UnitOfWorkFactory = Callable[[], UnitOfWork]
 
 @frozen
 class SendOutcome:
-    """What became of one notice. `permanent` failures are not retried (SMTP 5xx)."""
+    """What became of one notice. `permanent` failures are not retried (SMTP 5xx);
+    `withdrawn` notices were not tried at all: the sender's `withdrawn` said so before each
+    would have gone."""
 
     delivery_id: str
     ok: bool
     permanent: bool = False
     error: str | None = None
+    withdrawn: bool = False
+
+
+WITHDRAWN = "withdrawn before it was sent"
+
+# Asked of each notice just before it goes: True stops it (a claim committed meanwhile).
+Withdrawn = Callable[[Notice], bool]
 
 
 class MailSender(Protocol):
-    async def send(self, notices: Sequence[Notice]) -> Sequence[SendOutcome]:
+    async def send(
+        self, notices: Sequence[Notice], withdrawn: Withdrawn | None = None
+    ) -> Sequence[SendOutcome]:
         """Send a batch, reusing connections; one outcome per notice. An exception means the
-        whole batch failed in a way worth retrying."""
+        whole batch failed in a way worth retrying. `withdrawn(notice)`, when given, is asked
+        just before each notice would go (it must be quick: no I/O); True leaves the notice
+        unsent with `SendOutcome(ok=False, withdrawn=True, error=WITHDRAWN)`."""
         ...
 
 

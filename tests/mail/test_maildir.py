@@ -12,6 +12,7 @@ from pathlib import Path
 import attrs
 
 from handoff_core.notice import Notice, NoticeBody
+from handoff_core.ports import WITHDRAWN
 from handoff_mail import MaildirSender
 
 MakeNotice = Callable[..., Notice]
@@ -88,6 +89,18 @@ async def test_a_bad_address_is_refused_for_good_and_the_rest_are_written(
     outcomes = await sender.send([make_notice(1), bad, make_notice(3)])
 
     assert [(o.ok, o.permanent) for o in outcomes] == [(True, False), (False, True), (True, False)]
+    assert len(read(tmp_path / "mail")) == 2
+
+
+async def test_a_withdrawn_notice_is_not_written(tmp_path: Path, make_notice: MakeNotice) -> None:
+    sender = MaildirSender(tmp_path / "mail")
+    batch = [make_notice(i) for i in range(4)]
+    stopped = {batch[1].delivery_id, batch[3].delivery_id}
+
+    outcomes = await sender.send(batch, lambda n: n.delivery_id in stopped)
+
+    assert [(o.ok, o.withdrawn) for o in outcomes] == [(True, False), (False, True)] * 2
+    assert {o.error for o in outcomes if o.withdrawn} == {WITHDRAWN}
     assert len(read(tmp_path / "mail")) == 2
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from handoff_core.notice import Notice, NoticeBody
+from handoff_core.ports import WITHDRAWN
 from handoff_mail import SmtpSender, SmtpSettings
 
 if TYPE_CHECKING:
@@ -51,6 +52,27 @@ async def test_a_batch_arrives_once_each_with_headers_parts_and_message_id(
         assert plain.get_content() == notice_body.text
         assert html.get_content() == notice_body.html
     assert {mail_from for mail_from, _, _ in sink.accepted} == {"handoff@acme.test"}
+
+
+async def test_a_withdrawn_notice_is_not_sent_and_says_so(
+    smtp_server: SinkServer, sink: Sink, make_sender: MakeSender, make_notice: MakeNotice
+) -> None:
+    """`withdrawn` is asked as each notice is taken to be written (on a PIPELINING relay,
+    behind the message before it): here it says yes from the sixth question on."""
+    sender = make_sender(smtp_server.port, "?pool=1")
+    batch = [make_notice(i) for i in range(12)]
+    asked: list[str] = []
+
+    def withdrawn(notice: Notice) -> bool:
+        asked.append(notice.delivery_id)
+        return len(asked) > 5
+
+    outcomes = await sender.send(batch, withdrawn)
+
+    assert asked == [n.delivery_id for n in batch]  # once each, in order
+    assert [(o.ok, o.withdrawn) for o in outcomes] == [(True, False)] * 5 + [(False, True)] * 7
+    assert {o.error for o in outcomes[5:]} == {WITHDRAWN}
+    assert sorted(sink.recipients()) == sorted(n.to_address for n in batch[:5])
 
 
 async def test_connections_are_reused_within_and_across_batches(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Collection, Sequence
 from datetime import timedelta
@@ -29,6 +30,7 @@ from handoff_core import (
     NoticeKind,
     Role,
     SendOutcome,
+    Withdrawn,
 )
 
 BOB = address_of(ACME, "bob")
@@ -332,7 +334,10 @@ async def test_an_attempt_that_fails_after_the_escalation_was_claimed_is_cancell
     mail = stage.mail
 
     class ClaimedMeanwhile:
-        async def send(self, notices: Sequence[Notice]) -> list[SendOutcome]:
+        async def send(
+            self, notices: Sequence[Notice], withdrawn: Withdrawn | None = None
+        ) -> list[SendOutcome]:
+            # Already on their way: nothing is withdrawn any more.
             await stage.handoffs.claim(ACME, "carol", handoff.id)
             mail.defer.add(BOB)
             return await mail.send(notices)
@@ -350,6 +355,39 @@ async def test_an_attempt_that_fails_after_the_escalation_was_claimed_is_cancell
     )
     types = {e.type for e in await stage.timeline(session.id)}
     assert EventType.DELIVERY_DEAD not in types and EventType.DELIVERY_FAILED not in types
+
+
+async def test_a_claim_while_a_batch_goes_out_stops_the_emails_not_yet_written() -> None:
+    """SPEC §11: the claim commits after the first email of the batch went; the worker reads
+    the escalation again while the batch is out, and the rest stay unsent, cancelled with the
+    reason. The email that went counts as sent."""
+    stage = build_stage()
+    await seed_team(stage)
+    _, handoff = await stage.escalated()
+    mail = stage.mail
+    claimed = False
+
+    async def claim_after_the_first(_: Notice) -> None:
+        nonlocal claimed
+        if not claimed:
+            claimed = True
+            await stage.handoffs.claim(ACME, "carol", handoff.id)
+            await asyncio.sleep(0.1)  # the worker reads the escalation again every 0.01 s
+
+    mail.after_each = claim_after_the_first
+    worker = DeliveryService(
+        stage.db, stage.clock, mail, settings=DeliverySettings(recheck_seconds=0.01)
+    )
+    await worker.dispatch(ACME, handoff.id)
+
+    emails = [d for d in await stage.deliveries(handoff.id) if d.channel is Channel.EMAIL]
+    assert len(emails) >= 2
+    [went] = [d for d in emails if d.status is DeliveryStatus.SENT]
+    assert mail.messages and [n.delivery_id for n in mail.messages] == [went.id]
+    stopped = [d for d in emails if d is not went]
+    assert {(d.status, d.last_error, d.attempts) for d in stopped} == {
+        (DeliveryStatus.CANCELLED, "the escalation was claimed before this was sent", 0)
+    }
 
 
 async def test_a_retried_message_keeps_its_message_id() -> None:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from handoff_core.notice import Notice, NoticeBody
-from handoff_core.ports import MailSender, SendOutcome
+from handoff_core.ports import WITHDRAWN, MailSender, SendOutcome, Withdrawn
 from handoff_mail.address import wire_address
 from handoff_mail.message import Template, date_header, from_header, render, template
 from handoff_mail.settings import DEFAULT_FROM, check_from
@@ -29,8 +29,11 @@ class MaildirSender(MailSender):
         self.mail_from = check_from(mail_from)
         self._sender_line = from_header(self.mail_from, LF)
 
-    async def send(self, notices: Sequence[Notice]) -> list[SendOutcome]:
-        """Write each notice as one message file in new/; one outcome per notice, in order.
+    async def send(
+        self, notices: Sequence[Notice], withdrawn: Withdrawn | None = None
+    ) -> list[SendOutcome]:
+        """Write each notice as one message file in new/; one outcome per notice, in order
+        (a notice `withdrawn` says no to, asked just before its file is written, is not).
 
         A notice that cannot be made into a message (an address no mail system takes) fails for
         good; a folder that cannot be created or written (a full disk, no permission) fails the
@@ -38,7 +41,7 @@ class MaildirSender(MailSender):
         """
         if not notices:
             return []
-        return await asyncio.to_thread(self._write, list(notices))
+        return await asyncio.to_thread(self._write, list(notices), withdrawn)
 
     async def close(self) -> None:
         """Nothing stays open between sends; here so either sender can be closed alike."""
@@ -50,7 +53,7 @@ class MaildirSender(MailSender):
         box = mailbox.Maildir(self.path, factory=None, create=False)
         return [box.get_bytes(key) for key in sorted(box.keys())]
 
-    def _write(self, notices: list[Notice]) -> list[SendOutcome]:
+    def _write(self, notices: list[Notice], withdrawn: Withdrawn | None) -> list[SendOutcome]:
         try:
             box = self._open()
         except OSError as exc:
@@ -60,6 +63,11 @@ class MaildirSender(MailSender):
         templates: dict[NoticeBody, Template] = {}
         outcomes: list[SendOutcome] = []
         for notice in notices:
+            if withdrawn is not None and withdrawn(notice):  # a membership test: thread-safe
+                outcomes.append(
+                    SendOutcome(notice.delivery_id, ok=False, withdrawn=True, error=WITHDRAWN)
+                )
+                continue
             try:
                 shared = templates.get(notice.template)
                 if shared is None:

@@ -44,7 +44,7 @@ from aiosmtplib import (
 from attrs import define, field, frozen
 
 from handoff_core.notice import Notice, NoticeBody
-from handoff_core.ports import MailSender, SendOutcome
+from handoff_core.ports import WITHDRAWN, MailSender, SendOutcome, Withdrawn
 from handoff_mail.address import wire_address
 from handoff_mail.message import (
     Template,
@@ -95,6 +95,21 @@ class _Batch:
     date: str
     templates: dict[NoticeBody, Template] = field(factory=dict)
     connect_error: str | None = None
+    withdrawn: Withdrawn | None = None
+
+    def take(self) -> int | None:
+        """The next notice to send, asking `withdrawn` first; those it stops are settled here
+        (not tried). None when nothing is left."""
+        while self.pending:
+            index = self.pending.popleft()
+            notice = self.notices[index]
+            if self.withdrawn is not None and self.withdrawn(notice):
+                self.outcomes[index] = SendOutcome(
+                    notice.delivery_id, ok=False, withdrawn=True, error=WITHDRAWN
+                )
+                continue
+            return index
+        return None
 
 
 @define
@@ -146,9 +161,12 @@ class SmtpSender(MailSender):
         self._generation = 0
         self._helo_name = settings.helo_name
 
-    async def send(self, notices: Sequence[Notice]) -> list[SendOutcome]:
+    async def send(
+        self, notices: Sequence[Notice], withdrawn: Withdrawn | None = None
+    ) -> list[SendOutcome]:
         """Send the batch over up to `settings.pool_size` connections; one outcome per notice, in
-        order.
+        order. `withdrawn` is asked as each notice is taken to be written (behind the message
+        before it, on a PIPELINING relay): one it stops is not sent.
 
         A 5xx reply fails its notice for good (`permanent=True`); a 4xx reply, a timeout
         (`settings.timeout` seconds per step) or a refused or dropped connection fails it for now,
@@ -162,6 +180,7 @@ class SmtpSender(MailSender):
             pending=deque(range(len(notices))),
             outcomes=[None] * len(notices),
             date=date_header(),
+            withdrawn=withdrawn,
         )
         workers = min(self.settings.pool_size, len(notices))
         await asyncio.gather(*(self._work(batch) for _ in range(workers)))
@@ -207,7 +226,10 @@ class SmtpSender(MailSender):
                         if again is None:
                             continue  # others may have emptied the batch while this one connected
                     if again is None:
-                        index = batch.pending.popleft()
+                        taken = batch.take()
+                        if taken is None:
+                            continue  # the rest were withdrawn
+                        index = taken
                     else:
                         index, again = again, None
                     sent = await self._send_one(conn, batch, index, reused=reused)
@@ -379,8 +401,7 @@ class SmtpSender(MailSender):
         """The batch's next notice with its command group, ready to follow a message on `conn`;
         None when the batch has none left. A notice that cannot go to this server at all is
         settled in `sent` (refused for good) on the way."""
-        while batch.pending:
-            index = batch.pending.popleft()
+        while (index := batch.take()) is not None:
             notice = batch.notices[index]
             try:
                 envelope = self._envelope(conn, batch, notice)

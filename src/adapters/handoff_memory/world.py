@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 
 from handoff_core.notice import Notice
-from handoff_core.ports import Clock, MailSender, Presence, PushHub, SendOutcome
+from handoff_core.ports import (
+    WITHDRAWN,
+    Clock,
+    MailSender,
+    Presence,
+    PushHub,
+    SendOutcome,
+    Withdrawn,
+)
 from handoff_core.stream import StreamEvent
 
 
@@ -41,17 +49,22 @@ class RecordingMailSender(MailSender):
         self.defer: set[str] = set()
         self.fail_with: Exception | None = None
         self.attempts = 0
+        # Awaited after each notice it keeps: a test's way to act in the middle of a batch.
+        self.after_each: Callable[[Notice], Awaitable[None]] | None = None
 
     @property
     def messages(self) -> list[Notice]:
         """Every notice accepted so far, to any address (in order within each address)."""
         return [n for notices in self.sent.values() for n in notices]
 
-    async def send(self, notices: Sequence[Notice]) -> list[SendOutcome]:
+    async def send(
+        self, notices: Sequence[Notice], withdrawn: Withdrawn | None = None
+    ) -> list[SendOutcome]:
         """Accept the notices, one outcome per notice in order, as a `MailSender` must.
 
-        A notice to a `refuse` address gets a permanent failure (550), one to a `defer` address a
-        temporary one (451); the rest are kept in `sent`. Every notice counts in `attempts`.
+        A notice `withdrawn` says no to is not tried; one to a `refuse` address gets a permanent
+        failure (550), one to a `defer` address a temporary one (451); the rest are kept in
+        `sent`, `after_each` awaited after each. Every notice counts in `attempts`.
 
         Raises:
             Exception: `fail_with`, if set, before any notice is kept (a whole batch failing).
@@ -61,7 +74,11 @@ class RecordingMailSender(MailSender):
             raise self.fail_with
         outcomes = []
         for n in notices:
-            if n.to_address in self.refuse:
+            if withdrawn is not None and withdrawn(n):
+                outcomes.append(
+                    SendOutcome(n.delivery_id, ok=False, withdrawn=True, error=WITHDRAWN)
+                )
+            elif n.to_address in self.refuse:
                 outcomes.append(
                     SendOutcome(
                         n.delivery_id, ok=False, permanent=True, error="550 mailbox unavailable"
@@ -72,6 +89,8 @@ class RecordingMailSender(MailSender):
             else:
                 self.sent[n.to_address].append(n)
                 outcomes.append(SendOutcome(n.delivery_id, ok=True))
+                if self.after_each is not None:
+                    await self.after_each(n)
         return outcomes
 
 

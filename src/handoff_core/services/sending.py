@@ -10,6 +10,7 @@ deactivated or no longer in the policy's roles.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -77,6 +78,9 @@ class DeliverySettings:
     batch_size: int = 100
     lanes: int = 2  # batches of one escalation in flight at once: one sends while one records
     dispatch_batch_size: int = 500  # right after commit: larger batches, fewer round trips
+    # While a batch's emails go out, its escalations are read again this often: a claim that
+    # commits meanwhile stops what is not yet written (SPEC §11).
+    recheck_seconds: float = 0.25
     stream_keep_seconds: float = 7 * 24 * 3600.0  # replayable stream history; older is a reset
     claim_links: ClaimLinks | None = None  # each email's own claim link; None: the inbox's URL
 
@@ -361,8 +365,13 @@ class Sender:
             recipient = batch.members.get((d.account_id, d.recipient_id))
             name = recipient.name if recipient else ""
             notices.append(address(d, name, bodies[key], self._settings.claim_links))
+        closed: dict[str, HandoffStatus] = {}
+        handoff_of = {d.id: d.handoff_id for d in emails}
+        watching = asyncio.create_task(self._watch(emails, closed))
         try:
-            outcomes: Sequence[SendOutcome] = await self._mail.send(notices)
+            outcomes: Sequence[SendOutcome] = await self._mail.send(
+                notices, lambda n: handoff_of[n.delivery_id] in closed
+            )
         except Exception as exc:
             log.warning(
                 "mail batch of %d notices failed: %r",
@@ -371,7 +380,38 @@ class Sender:
                 extra={"error": repr(exc), "count": len(notices)},
             )
             outcomes = [SendOutcome(n.delivery_id, ok=False, error=repr(exc)) for n in notices]
-        self._apply(emails, outcomes)
+        finally:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
+        withdrawn = {o.delivery_id for o in outcomes if o.withdrawn}
+        for d in emails:
+            if d.id in withdrawn:
+                d.mark_cancelled(CLOSED.format(status=closed[d.handoff_id].value))
+        self._apply([d for d in emails if d.id not in withdrawn], outcomes)
+
+    async def _watch(self, emails: Sequence[Delivery], closed: dict[str, HandoffStatus]) -> None:
+        """Until cancelled: every `recheck_seconds`, read the batch's escalations again and note
+        in `closed` those no longer open, so that their emails not yet written stay unsent. A
+        failed read is logged and the batch goes on as read at lease time."""
+        handoffs = sorted({(d.account_id, d.handoff_id) for d in emails})
+        while True:
+            await asyncio.sleep(self._settings.recheck_seconds)
+            try:
+                async with self._uow() as uow:
+                    for account_id, handoff_id in handoffs:
+                        if handoff_id in closed:
+                            continue
+                        handoff = await uow.handoffs.get(account_id, handoff_id)
+                        if handoff is not None and handoff.status is not HandoffStatus.OPEN:
+                            closed[handoff_id] = handoff.status
+            except Exception as exc:
+                log.warning(
+                    "reading a batch's escalations again failed: %r",
+                    exc,
+                    extra={"error": repr(exc)},
+                )
+                return
 
     async def _record(
         self, leased: Sequence[Delivery], batch: _Batch, fallbacks: dict[str, Delivery]
