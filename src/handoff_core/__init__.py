@@ -32,7 +32,7 @@ from handoff_core.model import (
     TimelineEvent,
 )
 from handoff_core.notice import Notice, NoticeBody
-from handoff_core.ports import WITHDRAWN, SendOutcome, Withdrawn
+from handoff_core.ports import WITHDRAWN, SendOutcome
 from handoff_core.retry import RetrySchedule
 from handoff_core.services.delivery import DeliveryService, DeliverySettings
 from handoff_core.services.handoffs import HandoffService
@@ -88,5 +88,4 @@ __all__ = [
     "WebhookFormat",
     "WebhookRequest",
     "WebhookService",
-    "Withdrawn",
 ]

@@ -30,8 +30,8 @@ from handoff_core import (
     NoticeKind,
     Role,
     SendOutcome,
-    Withdrawn,
 )
+from handoff_core.ports import Withdrawn
 
 BOB = address_of(ACME, "bob")
 
