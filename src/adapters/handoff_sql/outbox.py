@@ -13,11 +13,12 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Collection, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from attrs import evolve
+from sqlalchemy.dialects import postgresql
 
 from handoff_core.model import (
     Delivery,
@@ -33,7 +34,6 @@ from handoff_sql.repositories import SqlRepository
 from handoff_sql.statements import upsert_insert
 from handoff_sql.tables import (
     PUSH_CHANNEL,
-    EnumText,
     UtcDateTime,
     deliveries,
     handoffs,
@@ -52,12 +52,12 @@ _ADD_DELIVERIES = sa.insert(deliveries).returning(deliveries.c.id)
 # number of rows (prepared once per connection), and SQLAlchemy does not render and bind ~20
 # values a row: an escalation's 20 deliveries took 0.82 ms of the process's CPU that way and
 # 0.45 ms this way (measured in-process on these machines; issue 14's note).
-_WHEN_COLUMNS = frozenset(c.name for c in deliveries.c if isinstance(c.type, UtcDateTime))
+_POSTGRESQL: sa.Dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 
 def _pg_array(column: sa.Column[Any]) -> str:
     """The PostgreSQL array type a column's values travel in (JSON as text, cast on insert)."""
-    if column.name in _WHEN_COLUMNS:
+    if isinstance(column.type, UtcDateTime):
         return "TIMESTAMPTZ[]"
     if isinstance(column.type, sa.BigInteger):
         return "BIGINT[]"
@@ -161,33 +161,21 @@ def _bump_head(dialect: str) -> Any:
     )
 
 
-def _columns(batch: Sequence[Delivery]) -> dict[str, list[Any]]:
-    """The batch as one list per column, in the database's own terms (what the column types
-    would have bound one row at a time)."""
-    values = [rows.delivery_values(d) for d in batch]
-    columns: dict[str, list[Any]] = {}
-    for column in deliveries.c:
-        name = column.name
-        got = [v[name] for v in values]
-        if isinstance(column.type, sa.JSON):
-            got = [_json(x) for x in got]
-        elif name in _WHEN_COLUMNS:
-            got = [None if x is None else _utc(x) for x in got]
-        elif isinstance(column.type, EnumText):
-            got = [None if x is None else column.type.enum(x).value for x in got]
-        columns[name] = got
-    return columns
+def _array(column: sa.Column[Any], values: Sequence[Any]) -> list[Any]:
+    """A column's values, one per row, as its type binds each on PostgreSQL (the column types'
+    own rules: aware UTC times, enum values); JSON as the text sa.JSON(none_as_null=True)
+    would send."""
+    kind = column.type
+    if isinstance(kind, sa.JSON):
+        return [None if x is None else json.dumps(x) for x in values]
+    if isinstance(kind, sa.TypeDecorator):
+        return [kind.process_bind_param(x, _POSTGRESQL) for x in values]
+    return list(values)
 
 
-def _json(value: Any) -> str | None:
-    """A JSON column's value as text, as sa.JSON(none_as_null=True) would bind it."""
-    return None if value is None else json.dumps(value)
-
-
-def _utc(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"naive datetime {value!r} cannot be stored; use aware UTC")
-    return value.astimezone(UTC)
+def _columns(table: sa.Table, names: Sequence[str], values: Sequence[Any]) -> dict[str, Any]:
+    """Rows (`values`, dicts by column name) as one array per column of `names`."""
+    return {name: _array(table.c[name], [v[name] for v in values]) for name in names}
 
 
 class SqlDeliveries(SqlRepository, Deliveries):
@@ -197,7 +185,9 @@ class SqlDeliveries(SqlRepository, Deliveries):
         if not batch:
             return
         if self._uow.dialect == "postgresql":
-            await self._uow.execute(_ADD_DELIVERIES_UNNEST, _columns(batch), doing="add deliveries")
+            values = [rows.delivery_values(d) for d in batch]
+            arrays = _columns(deliveries, [c.name for c in deliveries.c], values)
+            await self._uow.execute(_ADD_DELIVERIES_UNNEST, arrays, doing="add deliveries")
             return
         await self._uow.execute(
             _ADD_DELIVERIES, [rows.delivery_values(d) for d in batch], doing="add deliveries"
@@ -459,11 +449,7 @@ class SqlStream(SqlRepository, Stream):
         params = {
             "account_id": account_id,
             "count": len(group),
-            "type": [v["type"] for v in values],
-            "handoff_id": [v["handoff_id"] for v in values],
-            "audience": [_json(v["audience"]) for v in values],
-            "data": [_json(v["data"]) for v in values],
-            "at": [_utc(v["at"]) for v in values],
+            **_columns(stream_events, ("type", "handoff_id", "audience", "data", "at"), values),
         }
         bumped = await self._uow.execute(_APPEND_STREAM, params, doing="add stream events")
         return _numbered(group, int(bumped.scalar_one()))
