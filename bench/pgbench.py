@@ -32,6 +32,12 @@ SESSIONS_PER_CLIENT = 1000
 WORKER_SIGNS = ("SKIP LOCKED", "next_reminder_at <=", "SELECT 1")
 PLACEHOLDER = re.compile(r"\$(\d+)")
 COLON_NAME = re.compile(r":(?=[A-Za-z_])")
+HANDOFF_INSERT = re.compile(r"(WITH h AS \()?INSERT INTO handoffs\b")
+UNNESTED_DELIVERIES = re.compile(r"INSERT INTO deliveries .*?unnest\((.*?)\) AS r\(([^)]*)\)", re.S)
+# The session's new version and the one it must still have: Core's UPDATE, or the escalation's
+# WITH (handoff_sql.escalations).
+SET_VERSION = re.compile(r"\bversion ?= ?(?:CAST\()?\$(\d+)")  # the first: SET comes first
+WHERE_VERSION = re.compile(r"(?:sessions\.version = \$|AND version = CAST\(\$)(\d+)")
 
 
 def pgbench_binary() -> str:
@@ -95,7 +101,7 @@ def escalation_transactions(
         and t.mentions(account_id)
         and not any(sign in t.text for sign in WORKER_SIGNS)
     ]
-    if not any("INSERT INTO handoffs" in t.text for t in found):
+    if not any(HANDOFF_INSERT.search(t.text) for t in found):
         raise BenchError("the captured SQL has no escalation transaction")
     return found
 
@@ -158,21 +164,26 @@ def restate(found: Sequence[Transaction], handoff_id: str) -> Restated:
     for txn in found:
         for row in txn.rows:
             sql = str(row["sql"])
-            if sql.startswith("INSERT INTO handoffs"):
+            if HANDOFF_INSERT.match(sql):  # alone, or opening a whole escalation's WITH
                 session_id = row["params"][2]
                 account_id = row["params"][0]
-            if sql.startswith("INSERT INTO deliveries"):
-                # One row per execution (executemany), all rows in one VALUES list, or (on
-                # PostgreSQL) one array per column, unnested.
+            unnested = UNNESTED_DELIVERIES.search(sql)
+            if unnested:
+                # PostgreSQL: one array per column, unnested into rows, on its own or as part of
+                # an escalation's WITH: the id array is the one its column list names "id".
+                arrays = PLACEHOLDER.findall(unnested.group(1))
+                column = unnested.group(2).split(", ").index("id")
+                ids = array_of(row["params"][int(arrays[column]) - 1]) or []
+            elif sql.startswith("INSERT INTO deliveries"):
+                # One row per execution (executemany), or all rows in one VALUES list.
                 columns = sql[sql.index("(") + 1 : sql.index(")")].split(", ")
                 at = columns.index("id")
-                if "unnest(" in sql:
-                    ids = array_of(row["params"][at]) or []
-                else:
-                    flat = [v for p in row["params"] for v in p] if row["many"] else row["params"]
-                    ids = flat[at :: len(columns)]
-                for k, value in enumerate(ids):
-                    delivery_ids[value] = k
+                flat = [v for p in row["params"] for v in p] if row["many"] else row["params"]
+                ids = flat[at :: len(columns)]
+            else:
+                ids = []
+            for k, value in enumerate(ids):
+                delivery_ids[value] = k
     if not session_id:
         raise BenchError("no handoff insert in the captured escalation")
     keys = {
@@ -183,9 +194,9 @@ def restate(found: Sequence[Transaction], handoff_id: str) -> Restated:
 
     def one(sql: str, params: Sequence[Any]) -> str:
         values = list(params)
-        if sql.startswith("UPDATE sessions"):
-            set_at = re.search(r"\bversion=\$(\d+)", sql)
-            where_at = re.search(r"sessions\.version = \$(\d+)", sql)
+        if "UPDATE sessions" in sql:
+            set_at = SET_VERSION.search(sql)
+            where_at = WHERE_VERSION.search(sql)
             if set_at and where_at:  # keep the pool's sessions matching, run after run
                 values[int(set_at.group(1)) - 1] = values[int(where_at.group(1)) - 1]
 

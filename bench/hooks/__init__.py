@@ -28,7 +28,9 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-HANDOFF_INSERT = "INSERT INTO handoffs"
+# The statements that insert a handoff, and the parameter that holds its id: the handoff alone,
+# and PostgreSQL's one statement for a whole escalation (handoff_sql.escalations).
+HANDOFF_INSERTS = (("INSERT INTO handoffs", "id"), ("WITH h AS (INSERT INTO handoffs", "h_id"))
 MARK = "bench_handoff"
 SENT = "bench_commit_sent"
 COMMIT_LOG = "BENCH_COMMIT_LOG"
@@ -133,10 +135,11 @@ def install(commit_log: str | None, sql_log: str | None) -> None:
     def _statement(
         conn: Connection, cursor: Any, statement: str, params: Any, context: Any, many: bool
     ) -> None:
-        if statement.startswith(HANDOFF_INSERT) and context is not None:
-            compiled = getattr(context, "compiled_parameters", None)
-            if compiled:
-                conn.info[MARK] = compiled[0].get("id")
+        for start, key in HANDOFF_INSERTS:
+            if statement.startswith(start) and context is not None:
+                compiled = getattr(context, "compiled_parameters", None)
+                if compiled:
+                    conn.info[MARK] = compiled[0].get(key)
         if capture is not None:
             # insertmanyvalues: one INSERT … VALUES (…), (…) with its rows' parameters flat.
             batch = getattr(context, "execute_style", None) is ExecuteStyle.INSERTMANYVALUES

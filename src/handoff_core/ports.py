@@ -11,10 +11,11 @@ from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
 
-from attrs import frozen
+from attrs import evolve, frozen
 
 from handoff_core.links import LoginLink
 from handoff_core.model import (
+    Channel,
     Delivery,
     EscalationPolicy,
     Handoff,
@@ -267,6 +268,49 @@ class LoginLinks(Protocol):
         ...
 
 
+@frozen
+class EscalationInputs:
+    """What an escalation reads before it writes (`Escalations.inputs`).
+
+    `session` and `policy` are None where there is none; `members` is `Members.current` (not
+    deleted, inactive ones included, by id) and `endpoints` is `Webhooks.of_account`."""
+
+    session: Session | None
+    policy: EscalationPolicy | None
+    members: list[Member]
+    endpoints: list[WebhookEndpoint]
+
+
+@frozen
+class NewEscalation:
+    """What an escalation writes (`Escalations.add`): its handoff, the session it changed, its
+    timeline event, its stream event and its deliveries (a push one is given the stream event's
+    number). No webhook deliveries: an account with endpoints is written part by part."""
+
+    handoff: Handoff
+    session: Session
+    event: TimelineEvent
+    notice: StreamEvent
+    deliveries: Sequence[Delivery]
+
+
+class Escalations(Protocol):
+    """An escalation's reads and writes, each as one call, so that a store can make each one
+    round trip (PostgreSQL does; `inputs_by_parts` and `add_by_parts` are the same calls made
+    repository by repository, for a store with nothing faster)."""
+
+    async def inputs(self, account_id: str, session_id: str) -> EscalationInputs:
+        """`Sessions.get`, `Policies.get`, `Members.current` and `Webhooks.of_account`."""
+        ...
+
+    async def add(self, escalation: NewEscalation) -> tuple[TimelineEvent, StreamEvent]:
+        """`Handoffs.add`, `Sessions.update`, `Timeline.add_many`, `Stream.append` and
+        `Deliveries.add_many`, in that order, with their errors (IdempotencyConflict or
+        Conflict for the handoff, then Conflict for the session); the stored event and the
+        numbered stream event. The session's version is bumped as `Sessions.update` does."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """`async with uow:` rolls back unless `commit()` was called inside."""
 
@@ -279,6 +323,7 @@ class UnitOfWork(Protocol):
     stream: Stream
     login_links: LoginLinks
     webhooks: Webhooks
+    escalations: Escalations
 
     async def __aenter__(self) -> Self: ...
 
@@ -295,6 +340,47 @@ class UnitOfWork(Protocol):
 
 
 UnitOfWorkFactory = Callable[[], UnitOfWork]
+
+
+class EscalationsByParts(Escalations):
+    """`Escalations` made of the unit of work's own repositories, one call after another."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def inputs(self, account_id: str, session_id: str) -> EscalationInputs:
+        return await inputs_by_parts(self._uow, account_id, session_id)
+
+    async def add(self, escalation: NewEscalation) -> tuple[TimelineEvent, StreamEvent]:
+        return await add_by_parts(self._uow, escalation)
+
+
+async def inputs_by_parts(uow: UnitOfWork, account_id: str, session_id: str) -> EscalationInputs:
+    """`Escalations.inputs`, one repository at a time."""
+    return EscalationInputs(
+        session=await uow.sessions.get(account_id, session_id),
+        policy=await uow.policies.get(account_id),
+        members=await uow.members.current(account_id),
+        endpoints=await uow.webhooks.of_account(account_id),
+    )
+
+
+async def add_by_parts(
+    uow: UnitOfWork, escalation: NewEscalation
+) -> tuple[TimelineEvent, StreamEvent]:
+    """`Escalations.add`, one repository at a time."""
+    await uow.handoffs.add(escalation.handoff)
+    await uow.sessions.update(escalation.session)
+    [stored] = await uow.timeline.add_many([escalation.event])
+    [streamed] = await uow.stream.append([escalation.notice])
+    if escalation.deliveries:
+        await uow.deliveries.add_many(
+            [
+                evolve(d, stream_seq=streamed.seq) if d.channel is Channel.PUSH else d
+                for d in escalation.deliveries
+            ]
+        )
+    return stored, streamed
 
 
 @frozen

@@ -28,8 +28,10 @@ from handoff_core import (
     Session,
     StorageUnavailable,
 )
+from handoff_core.model import TimelineEvent
 from handoff_core.policy import new_id
-from handoff_core.ports import Sessions
+from handoff_core.ports import EscalationInputs, Escalations, NewEscalation, Sessions
+from handoff_core.stream import StreamEvent
 from handoff_mail import SmtpSender, SmtpSettings
 from handoff_sql import SqlDatabase, SqlUnitOfWork
 from handoff_sql.tables import deliveries, handoffs, timeline
@@ -55,6 +57,22 @@ class SessionsWithARival:
 
     async def update(self, session: Session) -> None:
         await self._inner.update(session)
+
+
+class EscalationsWithARival:
+    """Escalations whose `inputs` let a rival write the session right after they were read."""
+
+    def __init__(self, inner: Escalations, rival: Callable[[], Awaitable[None]]) -> None:
+        self._inner = inner
+        self._rival = rival
+
+    async def inputs(self, account_id: str, session_id: str) -> EscalationInputs:
+        found = await self._inner.inputs(account_id, session_id)
+        await self._rival()
+        return found
+
+    async def add(self, escalation: NewEscalation) -> tuple[TimelineEvent, StreamEvent]:
+        return await self._inner.add(escalation)
 
 
 class Sabotaged:
@@ -83,6 +101,9 @@ class Sabotaged:
         self.policies = self._uow.policies
         self.stream = self._uow.stream
         self.webhooks = self._uow.webhooks
+        self.escalations: Any = (
+            EscalationsWithARival(self._uow.escalations, rival) if rival else self._uow.escalations
+        )
 
     async def __aenter__(self) -> Self:
         await self._uow.__aenter__()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Self
 
-from handoff_core.ports import UnitOfWork
+from handoff_core.ports import EscalationsByParts, UnitOfWork
 from handoff_memory.repositories import (
     MemoryDeliveries,
     MemoryHandoffs,
@@ -37,6 +37,7 @@ class MemoryUnitOfWork(UnitOfWork):
         self.stream = MemoryStream(store, self._journal)
         self.webhooks = MemoryWebhooks(store, self._journal)
         self.login_links = MemoryLoginLinks(store, self._journal)
+        self.escalations = EscalationsByParts(self)
 
     async def __aenter__(self) -> Self:
         await self._store.lock.acquire()

@@ -55,15 +55,22 @@ _ADD_DELIVERIES = sa.insert(deliveries).returning(deliveries.c.id)
 _POSTGRESQL: sa.Dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 
+def pg_type(column: sa.Column[Any]) -> str:
+    """The PostgreSQL type a column's value is cast to where the statement cannot infer it."""
+    if isinstance(column.type, UtcDateTime):
+        return "TIMESTAMPTZ"
+    if isinstance(column.type, sa.BigInteger):
+        return "BIGINT"
+    if isinstance(column.type, sa.Integer):
+        return "INTEGER"
+    if isinstance(column.type, sa.Boolean):
+        return "BOOLEAN"
+    return "JSON" if isinstance(column.type, sa.JSON) else "VARCHAR"
+
+
 def _pg_array(column: sa.Column[Any]) -> str:
     """The PostgreSQL array type a column's values travel in (JSON as text, cast on insert)."""
-    if isinstance(column.type, UtcDateTime):
-        return "TIMESTAMPTZ[]"
-    if isinstance(column.type, sa.BigInteger):
-        return "BIGINT[]"
-    if isinstance(column.type, sa.Integer):
-        return "INTEGER[]"
-    return "TEXT[]" if isinstance(column.type, sa.JSON) else "VARCHAR[]"
+    return "TEXT[]" if isinstance(column.type, sa.JSON) else f"{pg_type(column)}[]"
 
 
 _ADD_DELIVERIES_UNNEST = sa.text(
@@ -161,7 +168,7 @@ def _bump_head(dialect: str) -> Any:
     )
 
 
-def _array(column: sa.Column[Any], values: Sequence[Any]) -> list[Any]:
+def bind_array(column: sa.Column[Any], values: Sequence[Any]) -> list[Any]:
     """A column's values, one per row, as its type binds each on PostgreSQL (the column types'
     own rules: aware UTC times, enum values); JSON as the text sa.JSON(none_as_null=True)
     would send."""
@@ -173,20 +180,30 @@ def _array(column: sa.Column[Any], values: Sequence[Any]) -> list[Any]:
     return list(values)
 
 
-def _columns(table: sa.Table, names: Sequence[str], values: Sequence[Any]) -> dict[str, Any]:
-    """Rows (`values`, dicts by column name) as one array per column of `names`."""
-    return {name: _array(table.c[name], [v[name] for v in values]) for name in names}
+def _columns(
+    table: sa.Table, names: Sequence[str], values: Sequence[Any], prefix: str = ""
+) -> dict[str, Any]:
+    """Rows (`values`, dicts by column name) as one array per column of `names`, each bound
+    as `<prefix><name>`."""
+    return {
+        f"{prefix}{name}": bind_array(table.c[name], [v[name] for v in values]) for name in names
+    }
 
 
 class SqlDeliveries(SqlRepository, Deliveries):
+    @staticmethod
+    def arrays(batch: Sequence[Delivery], prefix: str = "") -> dict[str, Any]:
+        """PostgreSQL: the rows as one bound array per column, named `<prefix><column>`."""
+        values = [rows.delivery_values(d) for d in batch]
+        return _columns(deliveries, [c.name for c in deliveries.c], values, prefix)
+
     async def add_many(self, batch: Sequence[Delivery]) -> None:
         """One INSERT of every row (see _ADD_DELIVERIES and, on PostgreSQL,
         _ADD_DELIVERIES_UNNEST)."""
         if not batch:
             return
         if self._uow.dialect == "postgresql":
-            values = [rows.delivery_values(d) for d in batch]
-            arrays = _columns(deliveries, [c.name for c in deliveries.c], values)
+            arrays = self.arrays(batch)
             await self._uow.execute(_ADD_DELIVERIES_UNNEST, arrays, doing="add deliveries")
             return
         await self._uow.execute(
@@ -409,7 +426,7 @@ _APPEND_STREAM = sa.text(
 )
 
 
-def _numbered(group: Sequence[StreamEvent], head: int) -> list[StreamEvent]:
+def numbered(group: Sequence[StreamEvent], head: int) -> list[StreamEvent]:
     """The account's new events numbered up to `head`, the head after the bump."""
     first = head - len(group) + 1
     return [evolve(e, seq=first + i, data=rows.copied(e.data)) for i, e in enumerate(group)]
@@ -433,13 +450,13 @@ class SqlStream(SqlRepository, Stream):
             bump = _bump_head(self._uow.dialect)
             params = {"account_id": account_id, "head": len(group)}
             bumped = await self._uow.execute(bump, params, doing="number stream events")
-            numbered = _numbered(group, int(bumped.scalar_one()))
+            this_account = numbered(group, int(bumped.scalar_one()))
             await self._uow.execute(
                 _ADD_STREAM_EVENTS,
-                [rows.stream_values(e) for e in numbered],
+                [rows.stream_values(e) for e in this_account],
                 doing="add stream events",
             )
-            stored.extend(numbered)
+            stored.extend(this_account)
         return stored
 
     async def _append_at_once(
@@ -452,7 +469,7 @@ class SqlStream(SqlRepository, Stream):
             **_columns(stream_events, ("type", "handoff_id", "audience", "data", "at"), values),
         }
         bumped = await self._uow.execute(_APPEND_STREAM, params, doing="add stream events")
-        return _numbered(group, int(bumped.scalar_one()))
+        return numbered(group, int(bumped.scalar_one()))
 
     async def after(self, account_id: str, after_seq: int, limit: int) -> list[StreamEvent]:
         query = (

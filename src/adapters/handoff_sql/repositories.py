@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Collection
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import sqlalchemy as sa
 
@@ -67,7 +67,7 @@ _MEMBERS_BY_ID = _members_where(members.c.id.in_(sa.bindparam("ids", expanding=T
 _SESSION = sa.select(sessions).where(
     sessions.c.account_id == sa.bindparam("account_id"), sessions.c.id == sa.bindparam("session_id")
 )
-_SESSION_COLUMNS = tuple(
+SESSION_COLUMNS = tuple(
     c.name
     for c in sessions.c
     if c.name not in ("account_id", "id", "owner_id", "created_at", "version")
@@ -79,7 +79,7 @@ _UPDATE_SESSION = (
         sessions.c.id == sa.bindparam("w_id"),
         sessions.c.version == sa.bindparam("w_version"),
     )
-    .values({name: sa.bindparam(name) for name in (*_SESSION_COLUMNS, "version")})
+    .values({name: sa.bindparam(name) for name in (*SESSION_COLUMNS, "version")})
 )
 _HANDOFF = sa.select(handoffs).where(
     handoffs.c.account_id == sa.bindparam("account_id"), handoffs.c.id == sa.bindparam("handoff_id")
@@ -193,7 +193,7 @@ class SqlSessions(SqlRepository, Sessions):
 
     async def update(self, session: Session) -> None:
         values = rows.session_values(session)
-        params = {name: values[name] for name in _SESSION_COLUMNS}
+        params = {name: values[name] for name in SESSION_COLUMNS}
         params |= {
             "version": session.version + 1,
             "w_account_id": session.account_id,
@@ -227,6 +227,10 @@ class SqlHandoffs(SqlRepository, Handoffs):
         values = rows.handoff_values(handoff)
         if (await self._uow.execute(statement, values, doing="add a handoff")).first() is not None:
             return
+        await self.refuse(handoff)
+
+    async def refuse(self, handoff: Handoff) -> NoReturn:
+        """Why `handoff` was not added: IdempotencyConflict if its key was taken, else Conflict."""
         key = handoff.idempotency_key
         if key is not None and await self.by_idempotency_key(handoff.account_id, key):
             raise IdempotencyConflict("this Idempotency-Key was already used")

@@ -13,7 +13,8 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 
-from handoff_core.ports import UnitOfWork
+from handoff_core.ports import EscalationsByParts, UnitOfWork
+from handoff_sql.escalations import SqlEscalations
 from handoff_sql.outbox import SqlDeliveries, SqlStream, SqlTimeline
 from handoff_sql.repositories import (
     SqlHandoffs,
@@ -46,6 +47,7 @@ class SqlUnitOfWork(UnitOfWork):
         self.stream = SqlStream(self)
         self.webhooks = SqlWebhooks(self)
         self.login_links = SqlLoginLinks(self)
+        self.escalations = SqlEscalations(self, EscalationsByParts(self))
 
     @property
     def dialect(self) -> str:

@@ -11,7 +11,7 @@ from handoff_core.model import Handoff, Member, Session, TimelineEvent
 from handoff_core.policy import IdFactory
 from handoff_core.ports import Announcer, PushHub, UnitOfWork
 from handoff_core.stream import StreamEvent
-from handoff_core.webhooks import deliveries_for
+from handoff_core.webhooks import WebhookEndpoint, deliveries_for
 
 log = logging.getLogger("handoff")
 
@@ -82,18 +82,26 @@ async def announce(
 
 
 async def append_stream(
-    uow: UnitOfWork, events: Sequence[StreamEvent], now: datetime, make_id: IdFactory
+    uow: UnitOfWork,
+    events: Sequence[StreamEvent],
+    now: datetime,
+    make_id: IdFactory,
+    *,
+    endpoints: Sequence[WebhookEndpoint] | None = None,
 ) -> list[StreamEvent]:
     """Append stream events (last, just before commit) and queue one webhook delivery per event
     per endpoint of the account that subscribes to it, in the same transaction (SPEC §14).
 
-    The endpoints are read before the append, which holds the account's sequence until commit.
+    The endpoints are read before the append, which holds the account's sequence until commit,
+    unless the caller read them already (`endpoints`, those of the events' one account).
     """
     if not events:
         return []
-    endpoints = []
-    for account_id in sorted({e.account_id for e in events}):
-        endpoints.extend(await uow.webhooks.of_account(account_id))
+    if endpoints is None:
+        found: list[WebhookEndpoint] = []
+        for account_id in sorted({e.account_id for e in events}):
+            found.extend(await uow.webhooks.of_account(account_id))
+        endpoints = found
     streamed = await uow.stream.append(events)
     if endpoints:
         await uow.deliveries.add_many(deliveries_for(endpoints, streamed, now, make_id))

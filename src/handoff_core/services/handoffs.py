@@ -14,6 +14,8 @@ from handoff_core.errors import (
     Conflict,
     IdempotencyConflict,
     InvalidTransition,
+    NotAMember,
+    NotFound,
     ValidationError,
 )
 from handoff_core.model import (
@@ -26,13 +28,21 @@ from handoff_core.model import (
     HandoffStatus,
     Intent,
     JsonObject,
+    Member,
     NoticeKind,
     Session,
     TimelineEvent,
     check_text,
 )
 from handoff_core.policy import IdFactory, new_id, plan
-from handoff_core.ports import Announcer, Clock, Presence, UnitOfWork, UnitOfWorkFactory
+from handoff_core.ports import (
+    Announcer,
+    Clock,
+    NewEscalation,
+    Presence,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
 from handoff_core.services.common import (
     SilentAnnouncer,
     acting_member,
@@ -48,6 +58,7 @@ from handoff_core.stream import (
     escalation_created,
     escalation_withdrawn,
 )
+from handoff_core.webhooks import WebhookEndpoint
 
 IDEMPOTENCY_KEY_MAX = 200
 
@@ -82,6 +93,28 @@ def _event(
         actor_id=actor_id,
         data=data,
     )
+
+
+def _current(members: Sequence[Member], actor_id: str) -> Member:
+    """`acting_member` over the account's current members, already read."""
+    for member in members:
+        if member.id == actor_id and member.is_current:
+            return member
+    raise NotAMember(f"{actor_id} is not an active member of this account")
+
+
+async def _replayed(uow: UnitOfWork, account_id: str, key: str, fingerprint: str) -> Handoff | None:
+    """The handoff an Idempotency-Key already made, if the same request made it; raises
+    IdempotencyConflict if a different one did."""
+    first = await uow.handoffs.by_idempotency_key(account_id, key)
+    if first is not None and first.request_fingerprint != fingerprint:
+        raise IdempotencyConflict("this Idempotency-Key was already used for a different request")
+    return first
+
+
+def _keyed(handoff: Handoff, key: str | None, fingerprint: str) -> None:
+    handoff.idempotency_key = key
+    handoff.request_fingerprint = fingerprint if key is not None else None
 
 
 class HandoffService:
@@ -127,11 +160,15 @@ class HandoffService:
         stream: Sequence[StreamEvent] = (),
         *,
         deliveries: Sequence[Delivery] = (),
+        endpoints: Sequence[WebhookEndpoint] | None = None,
     ) -> list[TimelineEvent]:
         """Write the events, then the stream events last (they hold the account's sequence until
-        commit), then the deliveries that point at them; commit, and announce what committed."""
+        commit), then the deliveries that point at them; commit, and announce what committed.
+        `endpoints`: the account's webhook endpoints if already read."""
         stored = await uow.timeline.add_many(events)
-        streamed = await append_stream(uow, stream, self._clock.now(), self._make_id)
+        streamed = await append_stream(
+            uow, stream, self._clock.now(), self._make_id, endpoints=endpoints
+        )
         if deliveries:
             seq = streamed[0].seq if streamed else None
             await uow.deliveries.add_many(
@@ -312,54 +349,79 @@ class HandoffService:
         key: str | None,
         fingerprint: str,
     ) -> Handoff:
+        if intent is Intent.ESCALATE:
+            return await self._escalate(account_id, actor_id, session_id, notes, key, fingerprint)
         now = self._clock.now()
-        escalating = intent is Intent.ESCALATE
-        online = await self._online(account_id) if escalating else frozenset()
         async with self._uow() as uow:
             actor = await acting_member(uow, account_id, actor_id)
             if key is not None:
-                first = await uow.handoffs.by_idempotency_key(account_id, key)
+                first = await _replayed(uow, account_id, key, fingerprint)
                 if first is not None:
-                    if first.request_fingerprint != fingerprint:
-                        raise IdempotencyConflict(
-                            "this Idempotency-Key was already used for a different request"
-                        )
                     return first
             session = await existing_session(uow, account_id, session_id)
-            handoff_id = self._make_id()
-            if intent is Intent.PARK:
-                handoff = session.park(actor, handoff_id=handoff_id, notes=notes, now=now)
-                event = _event(
-                    EventType.SESSION_PARKED, session, handoff, actor.id, now, engineer_notes=notes
-                )
-            else:
-                policy = await uow.policies.get(account_id) or EscalationPolicy()
-                handoff = session.escalate(
-                    actor, handoff_id=handoff_id, notes=notes, policy=policy, now=now
-                )
-                candidates = await uow.members.eligible(account_id, policy.roles)
-                deliveries = plan(handoff, candidates, online, policy, now, self._make_id)
-                event = _event(
-                    EventType.SESSION_ESCALATED,
-                    session,
-                    handoff,
-                    actor.id,
-                    now,
-                    problem_summary=session.problem_summary,
-                    engineer_notes=notes,
-                    recipients=len({d.recipient_id for d in deliveries}),
-                )
-            handoff.idempotency_key = key
-            handoff.request_fingerprint = fingerprint if key is not None else None
+            handoff = session.park(actor, handoff_id=self._make_id(), notes=notes, now=now)
+            event = _event(
+                EventType.SESSION_PARKED, session, handoff, actor.id, now, engineer_notes=notes
+            )
+            _keyed(handoff, key, fingerprint)
             await uow.handoffs.add(handoff)
             await uow.sessions.update(session)
-            if intent is Intent.ESCALATE:
-                told = sorted({d.recipient_id for d in deliveries})
+            await self._commit(uow, [event])
+            return handoff
+
+    async def _escalate(
+        self,
+        account_id: str,
+        actor_id: str,
+        session_id: str,
+        notes: str,
+        key: str | None,
+        fingerprint: str,
+    ) -> Handoff:
+        """The same checks in the same order as a park, on what `Escalations.inputs` read in
+        one call; the writes are one `Escalations.add` unless the account has webhook endpoints
+        (their deliveries are planned from the numbered stream event, part by part)."""
+        now = self._clock.now()
+        online = await self._online(account_id)
+        async with self._uow() as uow:
+            inputs = await uow.escalations.inputs(account_id, session_id)
+            actor = _current(inputs.members, actor_id)
+            if key is not None:
+                first = await _replayed(uow, account_id, key, fingerprint)
+                if first is not None:
+                    return first
+            if inputs.session is None:
+                raise NotFound(f"session {session_id} not found")
+            session = inputs.session
+            policy = inputs.policy or EscalationPolicy()
+            handoff = session.escalate(
+                actor, handoff_id=self._make_id(), notes=notes, policy=policy, now=now
+            )
+            candidates = [m for m in inputs.members if m.active and m.role in policy.roles]
+            deliveries = plan(handoff, candidates, online, policy, now, self._make_id)
+            event = _event(
+                EventType.SESSION_ESCALATED,
+                session,
+                handoff,
+                actor.id,
+                now,
+                problem_summary=session.problem_summary,
+                engineer_notes=notes,
+                recipients=len({d.recipient_id for d in deliveries}),
+            )
+            _keyed(handoff, key, fingerprint)
+            notice = escalation_created(handoff, sorted({d.recipient_id for d in deliveries}))
+            if inputs.endpoints:
+                await uow.handoffs.add(handoff)
+                await uow.sessions.update(session)
                 await self._commit(
-                    uow, [event], [escalation_created(handoff, told)], deliveries=deliveries
+                    uow, [event], [notice], deliveries=deliveries, endpoints=inputs.endpoints
                 )
-            else:
-                await self._commit(uow, [event])
+                return handoff
+            escalation = NewEscalation(handoff, session, event, notice, deliveries)
+            stored, streamed = await uow.escalations.add(escalation)
+            await uow.commit()
+            await announce(self._announcer, [stored], [streamed])
             return handoff
 
     async def resume(self, account_id: str, actor_id: str, session_id: str) -> Session:
