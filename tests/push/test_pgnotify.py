@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
+import asyncpg
 import pytest
 from attrs import evolve
 from tests.push.conftest import Log, claimed, created
+from tests.support.net import free_port
 
 from handoff_core.stream import StreamEventType
 from handoff_push import PgNotifyHub
-from handoff_push.pgnotify import PAYLOAD_LIMIT, asyncpg_dsn, decode, encode
+from handoff_push.pgnotify import CHANNEL, PAYLOAD_LIMIT, asyncpg_dsn, decode, encode
 
 pytestmark = pytest.mark.postgres
 
@@ -84,3 +89,58 @@ async def test_every_member_of_a_long_audience_hears_the_event_once(pg_url: str,
             assert await c.next(timeout=0.1) is None
     finally:
         await hub.close()
+
+
+async def test_a_burst_of_publishes_is_notified_once_each_in_order(pg_url: str, log: Log) -> None:
+    """Published back to back, the events queue and go out batched: a plain LISTEN connection
+    hears every one, once, in the order they were published."""
+    heard: list[int] = []
+    done = asyncio.Event()
+    count = 120
+
+    def on_notify(connection: object, pid: int, channel: str, payload: str) -> None:
+        heard.append(decode(payload)[1])
+        if len(heard) == count:
+            done.set()
+
+    listener = await asyncpg.connect(asyncpg_dsn(pg_url))
+    await listener.add_listener(CHANNEL, on_notify)
+    hub = PgNotifyHub(pg_url, log.source)
+    await hub.start()
+    try:
+        for _ in range(count):
+            await hub.publish(await log.append(claimed("acme")))
+        await asyncio.wait_for(done.wait(), 10)
+        await asyncio.sleep(0.2)  # nothing more arrives
+    finally:
+        await hub.close()
+        await listener.close()
+    assert heard == list(range(1, count + 1))
+
+
+async def test_close_sends_what_is_still_queued(pg_url: str, log: Log) -> None:
+    here, there = PgNotifyHub(pg_url, log.source), PgNotifyHub(pg_url, log.source)
+    await there.start()
+    try:
+        async with there.subscribe("acme", "bob") as bob:
+            await here.start()
+            await here.publish(await log.append(claimed("acme")))
+            await here.close()  # at once: the notification is still queued
+            got = await bob.next(timeout=5)
+            assert got is not None and got.seq == 1
+    finally:
+        await there.close()
+
+
+async def test_a_publish_the_database_cannot_take_is_logged_not_raised(
+    caplog: pytest.LogCaptureFixture, log: Log
+) -> None:
+    """Nothing listens on the port: the publish returns (the request that committed does not
+    fail for it), and the lost notification is said in the log."""
+    hub = PgNotifyHub(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/test", log.source)
+    with caplog.at_level(logging.WARNING, logger="handoff.push"):
+        await hub.publish(await log.append(claimed("acme")))
+        await hub.close()
+    assert any("could not send 1 push notifications" in r.getMessage() for r in caplog.records), (
+        caplog.text
+    )

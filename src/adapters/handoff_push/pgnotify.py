@@ -2,9 +2,9 @@
 
 Every process listens on one channel; a publish is a NOTIFY, and each process hands what it hears
 to its own relay (`InProcessHub`). The publisher hears its own NOTIFY too, so there is one path
-for every event. NOTIFY is sent after commit and is best effort: the relay fills any gap it sees
-from the stream log, and the app asks it to catch up every few seconds, so a lost notification
-delays an event, never loses it.
+for every event. NOTIFY is sent after commit, queued and batched, and is best effort: the relay
+fills any gap it sees from the stream log, and the app asks it to catch up every few seconds, so a
+lost notification delays an event, never loses it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,13 @@ log = logging.getLogger("handoff.push")
 
 CHANNEL = "handoff_push"
 PAYLOAD_LIMIT = 7900  # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
+NOTIFY_BATCH = 500  # notifications sent in one statement at the most
+# Every queued notification in one statement, in queue order (one transaction: delivered
+# together, in this order, when it ends).
+_NOTIFY_ALL = (
+    "SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS t(p, n) ORDER BY n"
+)
+CLOSE_FLUSH_SECONDS = 5.0  # how long close() waits for queued notifications to go out
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -83,7 +90,8 @@ class PgNotifyHub(PushHub):
         self._reconnect_seconds = reconnect_seconds
         self._listener: Any = None
         self._sender: Any = None
-        self._send_lock = asyncio.Lock()
+        self._queued: list[str] = []
+        self._sending: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -134,25 +142,44 @@ class PgNotifyHub(PushHub):
                 log.warning("push listener still down", extra={"error": repr(exc)})
 
     async def publish(self, events: Sequence[StreamEvent]) -> None:
-        """NOTIFY every process (this one too) of committed events, in order, on one connection
-        kept for sending. An event too big for a notification goes as its account and seq only,
-        and each process reads it from the log.
+        """Queue a NOTIFY of committed events for every process (this one too) and return: the
+        request that committed them does not wait on the database for it.
 
-        Raises:
-            OSError, asyncpg.PostgresError: the server could not be reached, after one reconnect.
-        """
+        The queue goes out in order on one connection kept for sending, as many notifications a
+        statement as are waiting (up to NOTIFY_BATCH): under a storm of escalations, one round
+        trip carries the events of many requests, where each request used to wait its turn for
+        a round trip of its own (issue 14). A batch that cannot be sent, after one reconnect, is
+        logged and dropped: notifications are best effort, and every process fills the gap from
+        the stream log (see the module)."""
+        if not events:
+            return
+        self._queued.extend(encode(e) for e in events)
+        if self._sending is None or self._sending.done():
+            self._sending = asyncio.get_running_loop().create_task(self._send_queued())
+
+    async def _send_queued(self) -> None:
+        while self._queued:
+            batch = self._queued[:NOTIFY_BATCH]
+            del self._queued[:NOTIFY_BATCH]
+            try:
+                await self._notify(batch)
+            except Exception as exc:
+                log.warning(
+                    "could not send %d push notifications; the streams catch up from the log",
+                    len(batch),
+                    extra={"error": repr(exc)},
+                )
+
+    async def _notify(self, payloads: list[str]) -> None:
         import asyncpg
 
-        payloads = [encode(e) for e in events]
-        async with self._send_lock:
-            for payload in payloads:
-                if self._sender is None or self._sender.is_closed():
-                    self._sender = await asyncpg.connect(self._dsn)
-                try:
-                    await self._sender.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
-                except (asyncpg.PostgresConnectionError, OSError):
-                    self._sender = await asyncpg.connect(self._dsn)
-                    await self._sender.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+        if self._sender is None or self._sender.is_closed():
+            self._sender = await asyncpg.connect(self._dsn)
+        try:
+            await self._sender.execute(_NOTIFY_ALL, CHANNEL, payloads)
+        except (asyncpg.PostgresConnectionError, OSError):
+            self._sender = await asyncpg.connect(self._dsn)
+            await self._sender.execute(_NOTIFY_ALL, CHANNEL, payloads)
 
     @asynccontextmanager
     async def subscribe(self, account_id: str, member_id: str) -> AsyncIterator[Subscription]:
@@ -186,10 +213,16 @@ class PgNotifyHub(PushHub):
         return self._local.subscribers(account_id)
 
     async def close(self) -> None:
-        """Stop listening, close both connections and every stream of this process."""
+        """Send what is queued (for up to CLOSE_FLUSH_SECONDS), then stop listening and close
+        both connections and every stream of this process."""
         self._closed = True
         if self._watch is not None:
             self._watch.cancel()
+        if self._sending is not None and not self._sending.done():
+            try:
+                await asyncio.wait_for(self._sending, CLOSE_FLUSH_SECONDS)
+            except TimeoutError:
+                log.warning("push notifications still queued at close were dropped")
         for conn in (self._listener, self._sender):
             if conn is not None and not conn.is_closed():
                 await conn.close()
