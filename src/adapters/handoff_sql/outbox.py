@@ -176,7 +176,15 @@ def bind_array(column: sa.Column[Any], values: Sequence[Any]) -> list[Any]:
     if isinstance(kind, sa.JSON):
         return [None if x is None else json.dumps(x) for x in values]
     if isinstance(kind, sa.TypeDecorator):
-        return [kind.process_bind_param(x, _POSTGRESQL) for x in values]
+        # An escalation's rows share most values (its account, times, kind, status): each
+        # distinct value is bound once.
+        bound: dict[Any, Any] = {}
+        out = []
+        for x in values:
+            if x not in bound:
+                bound[x] = kind.process_bind_param(x, _POSTGRESQL)
+            out.append(bound[x])
+        return out
     return list(values)
 
 
